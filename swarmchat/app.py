@@ -1,0 +1,107 @@
+"""One user session: the swarm, the store, the provider client and the runner, wired once.
+
+Configuration problems surface here, before anything slow is imported: the agents file
+is validated and the key checked first, and ``openai`` loads only when a turn needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from swarmchat.approval import Approver, Asker, Mode
+from swarmchat.config import Swarm, load_swarm
+from swarmchat.events import Event, RunFinished
+from swarmchat.settings import (
+    Redactor,
+    ensure_private_dir,
+    load_dotenv_file,
+    provider_from_env,
+    secret_values,
+    user_home,
+)
+from swarmchat.store import Store
+from swarmchat.workspace import Workspace
+
+if TYPE_CHECKING:
+    from swarmchat.model import ModelClient
+    from swarmchat.runner import Runner
+
+
+@dataclass
+class Options:
+    """Options shared by the REPL and ``ask``."""
+
+    agents_file: str | None = None
+    model: str | None = None
+    workspace: str | None = None
+    yes: bool = False
+    max_turns: int | None = None
+    timeout: float = 60.0
+
+
+def resolve_swarm(opts: Options) -> Swarm:
+    load_dotenv_file()
+    model = opts.model or os.environ.get("SWARMCHAT_MODEL", "").strip() or None
+    return load_swarm(opts.agents_file, model_override=model)
+
+
+class Session:
+    """Everything a conversation needs; one per REPL or per ``ask``."""
+
+    def __init__(self, opts: Options, asker: Asker | None = None,
+                 client: ModelClient | None = None) -> None:  # fmt: skip
+        self.swarm = resolve_swarm(opts)
+        self.provider = provider_from_env()
+        self.workspace = Workspace(Path(opts.workspace) if opts.workspace else Path.cwd())
+        home = ensure_private_dir(user_home())
+        self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))
+        self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))
+        mode: Mode = "auto" if opts.yes else ("ask" if asker else "deny")
+        self.approver = Approver(mode, asker)
+        self._client = client
+        self._runner: Runner | None = None
+        self.opts = opts
+
+    @property
+    def client(self) -> ModelClient:
+        if self._client is None:
+            from swarmchat.client import OpenAIChatClient  # imports openai: ~1 s
+
+            self._client = OpenAIChatClient(self.provider)
+        return self._client
+
+    def runner(self, emit: Callable[[Event], None]) -> Runner:
+        if self._runner is None:
+            # The runner pulls in the tools (instructor, openai): only once a turn starts.
+            from swarmchat.runner import Runner, RunOptions
+            from swarmchat.sandbox import LocalExecutor
+
+            options = RunOptions(max_turns=self.opts.max_turns, exec_timeout=self.opts.timeout)
+            self._runner = Runner(self.swarm, self.client, self.store, self.session_id,
+                                  self.workspace, LocalExecutor(), self.approver, emit,
+                                  options)  # fmt: skip
+        self._runner.emit = emit
+        return self._runner
+
+    async def turn(self, text: str, emit: Callable[[Event], None],
+                   agent: str | None = None) -> RunFinished:  # fmt: skip
+        return await self.runner(emit).ask(text, agent)
+
+    def new_threads(self) -> None:
+        """Start a fresh session id: every agent forgets the previous conversation."""
+        self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))
+        self._runner = None
+
+    def set_model(self, model: str) -> None:
+        self.swarm = self.swarm.with_model(model)
+        self._runner = None
+
+    async def aclose(self) -> None:
+        close = getattr(self._client, "aclose", None)
+        if close is not None:
+            await close()
+        self.store.close()

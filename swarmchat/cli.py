@@ -1,0 +1,252 @@
+"""The command line (Typer): options, modes, and the one place errors become exit codes.
+
+Exit codes: 0 success, 1 run failed, 2 usage error, 3 configuration/authentication,
+4 provider error after retries, 5 the entry agent hit its turn limit, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import traceback
+from typing import Annotated, Any
+
+import click
+import typer
+
+from swarmchat import __version__
+from swarmchat.app import Options
+from swarmchat.errors import (
+    InterruptedRunError,
+    RunFailedError,
+    SwarmchatError,
+    TurnLimitError,
+    UsageError,
+)
+from swarmchat.settings import debug_enabled
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 run failed, 2 usage error, 3 configuration or authentication "
+    "error, 4 provider error after retries, 5 turn limit reached, 130 interrupted."
+)
+
+app = typer.Typer(
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Chat with a swarm of agents: a user proxy that delegates to specialists.\n\n"
+    + EXIT_CODES_HELP,
+)
+
+AgentsOpt = Annotated[str | None, typer.Option("--agents", "-a", help="Agents file (default: ./agents.yaml, else the bundled one).", metavar="FILE")]  # noqa: E501
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model for every agent (overrides SWARMCHAT_MODEL and agents.yaml).")]  # noqa: E501
+WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Directory agents may write and run files in (default: current).", metavar="DIR")]  # noqa: E501
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Run agent code without asking.")]
+MaxTurnsOpt = Annotated[int | None, typer.Option("--max-turns", min=1, max=500, help="Turn limit for every run (default: per agent, 20).")]  # noqa: E501
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Seconds a Python file may run.")]
+
+
+def _merge(ctx: typer.Context, **local: Any) -> Options:
+    """Options given before the subcommand (``swarmchat -m x ask``) apply unless repeated."""
+    root: Options = ctx.obj if isinstance(ctx.obj, Options) else Options()
+    merged = {k: (v if v not in (None, False) else getattr(root, k)) for k, v in local.items()}
+    if local.get("timeout") == 60.0:
+        merged["timeout"] = root.timeout
+    return Options(**merged)
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    agents: AgentsOpt = None,
+    model: ModelOpt = None,
+    workspace: WorkspaceOpt = None,
+    yes: YesOpt = False,
+    max_turns: MaxTurnsOpt = None,
+    timeout: TimeoutOpt = 60.0,
+    version: Annotated[bool, typer.Option("--version", "-V", help="Show the version.")] = False,
+) -> None:
+    """Interactive chat when stdin is a terminal; otherwise the piped text is the prompt."""
+    if version:
+        typer.echo(f"swarmchat {__version__}")
+        raise typer.Exit(0)
+    opts = Options(agents, model, workspace, yes, max_turns, timeout)
+    ctx.obj = opts
+    if ctx.invoked_subcommand is not None:
+        return
+    if sys.stdin.isatty():
+        from swarmchat.repl import run_repl
+
+        run_repl(opts)
+        return
+    run_ask(opts, _read_prompt(None), json_out=False, verbose=False)
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    prompt: Annotated[str | None, typer.Argument(help="The prompt; '-' reads stdin.")] = None,
+    agents: AgentsOpt = None,
+    model: ModelOpt = None,
+    workspace: WorkspaceOpt = None,
+    yes: YesOpt = False,
+    max_turns: MaxTurnsOpt = None,
+    timeout: TimeoutOpt = 60.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show agent activity on stderr even when it is not a terminal.")] = False,  # noqa: E501
+) -> None:
+    """Ask once and exit. Piped stdin is appended to PROMPT as context."""
+    opts = _merge(ctx, agents_file=agents, model=model, workspace=workspace, yes=yes,
+                  max_turns=max_turns, timeout=timeout)  # fmt: skip
+    run_ask(opts, _read_prompt(prompt), json_out=json_out, verbose=verbose)
+
+
+@app.command("agents")
+def agents_cmd(
+    ctx: typer.Context,
+    agents: AgentsOpt = None,
+    check: Annotated[str | None, typer.Option("--check", help="Validate FILE and exit 0 (valid) or 3.", metavar="FILE")] = None,  # noqa: E501
+) -> None:
+    """List the swarm: each agent's model, tools and who it talks to."""
+    from swarmchat.app import resolve_swarm
+
+    opts = _merge(ctx, agents_file=check or agents)
+    swarm = resolve_swarm(opts)
+    if check:
+        typer.echo(f"{check}: ok ({len(swarm.agents)} agents, entry: {swarm.entry})")
+        return
+    rows = [("AGENT", "MODEL", "TOOLS", "TALKS TO")]
+    for a in swarm.agents.values():
+        tools = [*a.tools, *(["SendMessage"] if a.talks_to else [])]
+        name = a.name + (" *" if a.name == swarm.entry else "")
+        rows.append((name, a.model, ", ".join(tools) or "-", ", ".join(a.talks_to) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+    typer.echo(f"\n{swarm.source} · * entry agent")
+
+
+def _read_prompt(prompt: str | None) -> str:
+    """The instruction from the argument, stdin, or both (stdin becomes context)."""
+    piped = not sys.stdin.isatty()
+    if prompt == "-":
+        if not piped:
+            raise UsageError("'-' reads the prompt from stdin, but stdin is a terminal")
+        prompt, piped = sys.stdin.read(), False
+    stdin_text = sys.stdin.read() if piped else ""
+    if prompt is None or not prompt.strip():
+        if stdin_text.strip():
+            return stdin_text.strip()
+        if piped or prompt is not None:
+            raise UsageError("the prompt is empty")
+        raise UsageError("no prompt given",
+                         "swarmchat ask \"...\", pipe text in, or run 'swarmchat' for a chat")  # fmt: skip
+    if stdin_text.strip():
+        return f"{prompt.strip()}\n\n<stdin>\n{stdin_text.rstrip()}\n</stdin>"
+    return prompt.strip()
+
+
+def run_ask(opts: Options, prompt: str, *, json_out: bool, verbose: bool) -> None:
+    from swarmchat.app import Session
+    from swarmchat.output import Collector, Fanout, PlainRenderer, StderrNotices
+
+    interactive = sys.stdin.isatty() and sys.stderr.isatty() and not opts.yes
+    asker = None
+    if interactive:
+        from swarmchat.repl import approval_asker
+
+        asker = approval_asker()
+    session = Session(opts, asker)
+    renderer: Any = None
+    if sys.stdout.isatty() and not json_out:
+        renderer = _rich(sys.stdout, session, asker is not None)
+    elif sys.stderr.isatty():
+        renderer = _rich(sys.stderr, session, asker is not None)
+    elif verbose:
+        renderer = PlainRenderer(sys.stderr)
+    collector = Collector()
+    emit = Fanout(renderer, collector, StderrNotices(sys.stderr))
+
+    async def go() -> None:
+        try:
+            await session.turn(prompt, emit)
+        finally:
+            await session.aclose()
+
+    error: SwarmchatError | None = None
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        error = InterruptedRunError("interrupted")
+    except SwarmchatError as exc:
+        error = exc
+    result = collector.result(session.session_id)
+    if json_out:
+        if error is not None:
+            result["error"] = error.message
+            result["status"] = "cancelled" if isinstance(error, InterruptedRunError) else "failed"
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    elif error is None and result["status"] == "completed" and not sys.stdout.isatty():
+        sys.stdout.write(result["answer"].rstrip("\n") + "\n")
+    sys.stdout.flush()
+    if error is not None:
+        raise error
+    if result["status"] == "incomplete":
+        raise TurnLimitError(result["answer"], "raise the limit with --max-turns N")
+    if result["status"] != "completed":
+        raise RunFailedError(f"the run ended as {result['status']}: {result['error']}")
+
+
+def _rich(stream: Any, session: Any, show_code: bool) -> Any:
+    from swarmchat.render_rich import RichRenderer, make_console
+
+    return RichRenderer(make_console(stream), session.swarm, show_approval_code=show_code)
+
+
+def report(error: SwarmchatError) -> int:
+    sys.stderr.write(f"swarmchat: error: {error.message}\n")
+    if error.hint:
+        sys.stderr.write(f"hint: {error.hint}\n")
+    sys.stderr.flush()
+    return error.exit_code
+
+
+def run(args: list[str]) -> int:
+    """Run the CLI with ``args``; return the exit code (the one place codes are decided)."""
+    try:
+        app(args=args, prog_name="swarmchat", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        return report(InterruptedRunError("interrupted"))
+    except click.UsageError as exc:
+        return report(UsageError(exc.format_message(), "see 'swarmchat --help'"))
+    except click.ClickException as exc:
+        return report(UsageError(exc.format_message()))
+    except SwarmchatError as exc:
+        if debug_enabled():
+            traceback.print_exc()
+        return report(exc)
+    except KeyboardInterrupt:
+        return report(InterruptedRunError("interrupted"))
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except Exception as exc:
+        if debug_enabled():
+            raise
+        hint = "rerun with SWARMCHAT_DEBUG=1 for a traceback and report it"
+        return report(SwarmchatError(f"internal error: {type(exc).__name__}: {exc}", hint))
+
+
+def _silence_stdout() -> None:
+    """After the reader closed the pipe, point stdout at /dev/null so exit stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,124 @@
+"""Event consumers that need no terminal library: the plain-text activity log, the
+``--json`` result collector and the stderr notices every mode gets."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from swarmchat.events import (
+    ApprovalResolved,
+    Event,
+    MessageCompleted,
+    MessageSent,
+    Retrying,
+    RunFinished,
+    RunStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+    Usage,
+)
+from swarmchat.tools import visible_controls
+
+Sink = Callable[[Event], None]
+
+
+class Fanout:
+    """Delivers each event to every sink, in order."""
+
+    def __init__(self, *sinks: Sink | None) -> None:
+        self.sinks = [s for s in sinks if s is not None]
+
+    def __call__(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink(event)
+
+
+class PlainRenderer:
+    """One plain line per step (``--verbose`` when stderr is not a terminal)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def _write(self, depth: int, text: str) -> None:
+        pad = "  " * depth
+        self.stream.write(pad + visible_controls(text).replace("\n", "\n" + pad) + "\n")
+        self.stream.flush()
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, MessageSent):
+            self._write(e.depth + 1, f"{e.agent} → {e.recipient}: {e.text}")
+        elif isinstance(e, MessageCompleted) and e.depth > 0:
+            self._write(e.depth, f"[{e.agent}] {e.text}")
+        elif isinstance(e, ToolCallStarted) and e.name != "SendMessage":
+            args = e.arguments
+            if isinstance(args, dict):
+                args = {k: v for k, v in args.items() if k not in ("body", "chain_of_thought")}
+            self._write(e.depth, f"[{e.agent}] {e.name} {json.dumps(args, ensure_ascii=False)}")
+        elif isinstance(e, ToolCallFinished) and e.name != "SendMessage":
+            first = e.output.strip().splitlines()[:1]
+            self._write(e.depth + 1, f"{'ok' if e.ok else 'error'}: {first[0] if first else ''}")
+        elif isinstance(e, Retrying):
+            self._write(e.depth, f"[{e.agent}] retry {e.attempt} in {e.delay:.1f} s: {e.error}")
+        elif isinstance(e, RunFinished) and e.status != "completed":
+            self._write(e.depth, f"[{e.agent}] run {e.status}{': ' + e.error if e.error else ''}")
+
+
+class StderrNotices:
+    """Lines the user must see even when nothing else is shown: code that was not run."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, ApprovalResolved) and not e.approved and e.reason == "non-interactive":
+            self.stream.write(
+                f"swarmchat: skipped running {e.file_name} for {e.agent}: running code needs "
+                "approval; pass --yes (-y) to allow it\n"
+            )
+            self.stream.flush()
+
+
+class Collector:
+    """Gathers what ``--json`` reports: answer, status, usage per agent, tool calls, time."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.usage: dict[str, Usage] = {}
+        self.models: dict[str, str] = {}
+        self.tool_calls: list[dict[str, Any]] = []
+        self._open: dict[str, dict[str, Any]] = {}
+        self.final: RunFinished | None = None
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, RunStarted):
+            self.models[e.agent] = e.model
+        elif isinstance(e, ToolCallStarted):
+            entry: dict[str, Any] = {"agent": e.agent, "name": e.name, "arguments": e.arguments}
+            self._open[e.call_id + e.run_id] = entry
+            self.tool_calls.append(entry)
+        elif isinstance(e, ToolCallFinished):
+            entry = self._open.pop(e.call_id + e.run_id, {})
+            entry.update(ok=e.ok, duration_ms=e.duration_ms, output=e.output[:2000])
+        elif isinstance(e, RunFinished):
+            self.usage[e.agent] = self.usage.get(e.agent, Usage()) + e.usage
+            if e.depth == 0:
+                self.final = e
+
+    def result(self, session_id: str) -> dict[str, Any]:
+        final = self.final
+        total = sum(self.usage.values(), Usage())
+        return {
+            "answer": final.text if final else "",
+            "status": final.status if final else "failed",
+            "error": final.error if final else None,
+            "agent": final.agent if final else None,
+            "thread_id": final.thread_id if final else None,
+            "session_id": session_id,
+            "usage": {a: {"model": self.models.get(a), **u.as_dict()} for a, u in self.usage.items()},
+            "total_usage": total.as_dict(),
+            "tool_calls": self.tool_calls,
+            "duration_ms": int((time.monotonic() - self.started) * 1000),
+        }

@@ -1,0 +1,193 @@
+"""Local SQLite persistence of sessions, threads, messages and runs.
+
+The only module that imports ``sqlite3``. The schema evolves through the numbered
+``MIGRATIONS`` list (applied in order, tracked with ``PRAGMA user_version``), as ``llm``
+does, so old databases upgrade in place and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from swarmchat.errors import ConfigError
+from swarmchat.events import Usage
+from swarmchat.model import ChatMessage, ToolCall
+
+MIGRATIONS: list[str] = [
+    # 1: the Assistants-style model kept locally
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        created REAL NOT NULL,
+        swarm TEXT NOT NULL,
+        workspace TEXT NOT NULL
+    );
+    CREATE TABLE threads (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id),
+        caller TEXT NOT NULL,
+        callee TEXT NOT NULL,
+        created REAL NOT NULL,
+        UNIQUE (session_id, caller, callee)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        thread_id TEXT NOT NULL REFERENCES threads(id),
+        role TEXT NOT NULL,
+        agent TEXT,
+        content TEXT NOT NULL,
+        tool_calls TEXT,
+        tool_call_id TEXT,
+        created REAL NOT NULL
+    );
+    CREATE INDEX messages_thread ON messages(thread_id, id);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        thread_id TEXT NOT NULL REFERENCES threads(id),
+        agent TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        ended REAL,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX runs_thread ON runs(thread_id);
+    """,
+]
+
+RUN_STATUSES = ("queued", "in_progress", "requires_action", "completed", "failed",
+                "cancelled", "incomplete")  # fmt: skip
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+class Store:
+    """Threads and runs in one SQLite file; every text passes through ``redact`` first."""
+
+    def __init__(self, path: Path | str, redact: Callable[[str], str] = lambda s: s) -> None:
+        self.path = str(path)
+        self._redact = redact
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot open the database {self.path}: {exc}",
+                              "move the file aside or set SWARMCHAT_HOME") from None  # fmt: skip
+
+    def close(self) -> None:
+        self.db.close()
+
+    # sessions and threads ------------------------------------------------------------
+
+    def create_session(self, swarm: str, workspace: str) -> str:
+        sid = new_id("sess")
+        self.db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                        (sid, time.time(), swarm, workspace))  # fmt: skip
+        return sid
+
+    def thread_for(self, session_id: str, caller: str, callee: str) -> str:
+        """The one thread between ``caller`` and ``callee`` in this session."""
+        row = self.db.execute(
+            "SELECT id FROM threads WHERE session_id=? AND caller=? AND callee=?",
+            (session_id, caller, callee),
+        ).fetchone()
+        if row:
+            return str(row[0])
+        tid = new_id("thread")
+        self.db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?)",
+                        (tid, session_id, caller, callee, time.time()))  # fmt: skip
+        return tid
+
+    def threads(self, session_id: str) -> list[tuple[str, str, str]]:
+        return [(str(a), str(b), str(c)) for a, b, c in self.db.execute(
+            "SELECT id, caller, callee FROM threads WHERE session_id=? ORDER BY created",
+            (session_id,))]  # fmt: skip
+
+    # messages ------------------------------------------------------------------------
+
+    def add_messages(self, thread_id: str, agent: str | None, messages: list[ChatMessage]) -> None:
+        """Append messages in one transaction (an assistant tool call with its results)."""
+        rows = [
+            (thread_id, m.role, agent, self._redact(m.content),
+             json.dumps([[c.id, c.name, self._redact(c.arguments)] for c in m.tool_calls])
+             if m.tool_calls else None,
+             m.tool_call_id, time.time())
+            for m in messages
+        ]  # fmt: skip
+        with _transaction(self.db):
+            self.db.executemany(
+                "INSERT INTO messages (thread_id, role, agent, content, tool_calls, tool_call_id,"
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def messages(self, thread_id: str) -> list[ChatMessage]:
+        out = []
+        for role, content, calls, call_id in self.db.execute(
+            "SELECT role, content, tool_calls, tool_call_id FROM messages WHERE thread_id=? "
+            "ORDER BY id",
+            (thread_id,),
+        ):
+            tool_calls = tuple(ToolCall(*c) for c in json.loads(calls)) if calls else ()
+            out.append(ChatMessage(role, content, tool_calls, call_id))
+        return out
+
+    # runs ----------------------------------------------------------------------------
+
+    def create_run(self, thread_id: str, agent: str, model: str) -> str:
+        rid = new_id("run")
+        self.db.execute(
+            "INSERT INTO runs (id, thread_id, agent, model, status, created) "
+            "VALUES (?, ?, ?, ?, 'queued', ?)",
+            (rid, thread_id, agent, model, time.time()),
+        )
+        return rid
+
+    def set_run_status(self, run_id: str, status: str, usage: Usage | None = None,
+                       error: str | None = None) -> None:  # fmt: skip
+        assert status in RUN_STATUSES, status
+        final = status in ("completed", "failed", "cancelled", "incomplete")
+        usage = usage or Usage()
+        self.db.execute(
+            "UPDATE runs SET status=?, ended=?, prompt_tokens=?, completion_tokens=?, "
+            "error=? WHERE id=?",
+            (status, time.time() if final else None, usage.prompt_tokens,
+             usage.completion_tokens, self._redact(error) if error else None, run_id),
+        )  # fmt: skip
+
+    def run_status(self, run_id: str) -> str:
+        row = self.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
+        return str(row[0]) if row else "unknown"
+
+
+class _transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Apply every migration newer than the database's ``user_version``."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise ConfigError(f"the database was written by a newer swarmchat (schema {version})",
+                          "upgrade swarmchat or set SWARMCHAT_HOME to another directory")  # fmt: skip
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")

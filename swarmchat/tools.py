@@ -1,0 +1,188 @@
+"""The tools agents call, as instructor ``OpenAISchema`` models with an async ``run()``.
+
+The schema the model sees comes from the pydantic model itself (field order and
+descriptions included), and the same model validates the arguments the model sends back,
+so a tool's contract lives in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from instructor import OpenAISchema
+from pydantic import ConfigDict, Field, ValidationError, create_model
+
+from swarmchat.config import BUILTIN_TOOLS, Agent, Swarm
+from swarmchat.errors import ToolError
+from swarmchat.events import ApprovalRequested, ApprovalResolved, Event
+from swarmchat.model import ToolSpec
+
+if TYPE_CHECKING:
+    from swarmchat.approval import Approver
+    from swarmchat.sandbox import Executor
+    from swarmchat.workspace import Workspace
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible_controls(text: str) -> str:
+    """Make control characters visible (``\\x1b`` -> ``^[``) so output cannot drive a
+    terminal or smuggle escape sequences to the model."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+@dataclass
+class ToolContext:
+    """What a tool may use: the caller, the workspace, the executor and the runner."""
+
+    agent: Agent
+    run_id: str
+    depth: int
+    workspace: Workspace
+    executor: Executor
+    approver: Approver
+    exec_timeout: float
+    emit: Callable[[Event], None]
+    delegate: Callable[[str, str], Awaitable[str]]
+
+
+class Tool(OpenAISchema):  # type: ignore[misc]
+    """Base class: strict arguments and an async ``run``."""
+
+    model_config = ConfigDict(extra="forbid")
+    summary_field: ClassVar[str] = ""
+
+    async def run(self, ctx: ToolContext) -> str:
+        raise NotImplementedError
+
+
+class File(Tool):
+    """Create or replace a file in the workspace. Use it to write Python scripts (and data
+    files they need) before running them with ExecutePyFile."""
+
+    summary_field: ClassVar[str] = "file_name"
+    chain_of_thought: str = Field(
+        description="Think step by step: what must this file contain to do the task correctly?"
+    )
+    file_name: str = Field(description="Path relative to the workspace, e.g. task.py")
+    body: str = Field(description="The complete content of the file")
+
+    async def run(self, ctx: ToolContext) -> str:
+        path = ctx.workspace.write(self.file_name, self.body.encode("utf-8"))
+        return f"Wrote {len(self.body.encode('utf-8'))} bytes to {path}."
+
+
+class ExecutePyFile(Tool):
+    """Run a Python file from the workspace with python3 and return its exit status,
+    stdout and stderr. Write the file with the File tool first."""
+
+    summary_field: ClassVar[str] = "file_name"
+    file_name: str = Field(description="Path of the .py file relative to the workspace")
+
+    async def run(self, ctx: ToolContext) -> str:
+        rel, data = ctx.workspace.read(self.file_name)
+        code = data.decode("utf-8", errors="replace")
+        ctx.emit(ApprovalRequested(agent=ctx.agent.name, run_id=ctx.run_id, depth=ctx.depth,
+                                   file_name=rel, code=code))  # fmt: skip
+        approved, reason = await ctx.approver.decide(rel)
+        ctx.emit(ApprovalResolved(agent=ctx.agent.name, run_id=ctx.run_id, depth=ctx.depth,
+                                  file_name=rel, approved=approved, reason=reason))  # fmt: skip
+        if not approved:
+            if reason == "non-interactive":
+                return (f"Not run: running code needs the user's approval, and this session is "
+                        f"non-interactive without --yes. {rel} was not executed; tell the user.")  # fmt: skip
+            return f"Not run: the user declined to run {rel}."
+        result = await ctx.executor.run(rel, ctx.workspace.root, ctx.exec_timeout)
+        return format_exec_result(result, ctx.exec_timeout)
+
+
+def format_exec_result(result: Any, timeout: float) -> str:
+    if result.timed_out:
+        status = f"timed out after {timeout:g} s; the process and its children were killed"
+    elif result.flooded:
+        status = "stopped: the program printed too much output; it was killed"
+    else:
+        status = f"exit status {result.exit_code}"
+    parts = [status]
+    for label, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        if text:
+            parts.append(f"--- {label} ---\n{visible_controls(text).rstrip()}")
+    if len(parts) == 1:
+        parts.append("(no output)")
+    return "\n".join(parts)
+
+
+_BUILTIN: dict[str, type[Tool]] = {"File": File, "ExecutePyFile": ExecutePyFile}
+assert tuple(_BUILTIN) == BUILTIN_TOOLS
+
+
+def send_message_tool(agent: Agent, swarm: Swarm) -> type[Tool]:
+    """A ``SendMessage`` whose ``recipient`` is an enum of ``agent.talks_to``."""
+    lines = "\n".join(f"- {n}: {swarm.agents[n].description}" for n in agent.talks_to)
+    doc = (
+        "Send a message to another agent and wait for its answer, which is returned as the "
+        "result. Each recipient remembers earlier messages from you. Give complete, "
+        f"self-contained instructions. Recipients:\n{lines}"
+    )
+    recipient_type: Any = Literal[tuple(agent.talks_to)]
+    cls: type[Tool] = create_model(
+        "SendMessage",
+        __base__=Tool,
+        __doc__=doc,
+        recipient=(recipient_type, Field(description="The agent to send the message to")),
+        message=(str, Field(description="The task or question, with every detail needed")),
+    )
+
+    async def run(self: Any, ctx: ToolContext) -> str:
+        return await ctx.delegate(self.recipient, self.message)
+
+    cls.run = run  # type: ignore[method-assign]
+    cls.summary_field = "recipient"
+    return cls
+
+
+def tools_for(agent: Agent, swarm: Swarm) -> dict[str, type[Tool]]:
+    tools = {name: _BUILTIN[name] for name in agent.tools}
+    if agent.talks_to:
+        tools["SendMessage"] = send_message_tool(agent, swarm)
+    return tools
+
+
+def tool_specs(tools: dict[str, type[Tool]]) -> list[ToolSpec]:
+    specs = []
+    for name, cls in tools.items():
+        schema = cls.openai_schema
+        specs.append(ToolSpec(name, schema["description"], schema["parameters"]))
+    return specs
+
+
+def parse_arguments(cls: type[Tool], raw: str) -> Tool:
+    """Validate the model's JSON arguments; raise :class:`ToolError` with a fixable message."""
+    try:
+        data = json.loads(raw or "{}")
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"arguments are not valid JSON ({exc.msg} at position {exc.pos}); "
+                        "send a JSON object matching the tool's schema") from None  # fmt: skip
+    if not isinstance(data, dict):
+        raise ToolError("arguments must be a JSON object")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ToolError(f"invalid arguments for {cls.__name__}: {problems}") from None
+
+
+def decode_arguments(raw: str) -> dict[str, Any] | str:
+    """Best-effort decoding for display; the raw text when it is not a JSON object."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        return raw
+    return data if isinstance(data, dict) else raw

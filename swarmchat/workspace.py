@@ -1,0 +1,130 @@
+"""The directory agents may touch, and host-side file access that cannot escape it.
+
+Names from the model are untrusted: absolute paths, ``..``, NUL bytes and symlinks that
+point out are refused. Writes walk the path one component at a time with ``O_NOFOLLOW``
+opens relative to directory descriptors and finish with an atomic rename, so neither a
+planted symlink nor a hard link to an outside file can redirect them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path, PurePosixPath
+
+from swarmchat.errors import ConfigError, ToolError
+
+MAX_NAME = 255
+MAX_PATH = 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Workspace:
+    """A root directory plus safe read/write helpers for names chosen by agents."""
+
+    def __init__(self, root: Path) -> None:
+        try:
+            self.root = root.expanduser().resolve(strict=True)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ConfigError(f"workspace does not exist: {root}") from None
+        if not self.root.is_dir():
+            raise ConfigError(f"workspace is not a directory: {root}")
+
+    def parts(self, name: str) -> list[str]:
+        """Validate an agent-supplied relative path and split it into components."""
+        if not name or not name.strip():
+            raise ToolError("file name is empty")
+        if "\x00" in name or "\n" in name or "\r" in name:
+            raise ToolError("file name contains a NUL or newline character")
+        if len(name) > MAX_PATH:
+            raise ToolError(f"file name is longer than {MAX_PATH} characters")
+        if name.startswith(("/", "\\", "~")) or (len(name) > 1 and name[1] == ":"):
+            raise ToolError(f"'{name}' is outside the workspace: use a path relative to it")
+        parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
+        if any(p == ".." for p in parts):
+            raise ToolError(f"'{name}' leaves the workspace ('..' is not allowed)")
+        if not parts:
+            raise ToolError(f"'{name}' is not a file name")
+        if any(len(p) > MAX_NAME for p in parts):
+            raise ToolError(f"a component of '{name}' is longer than {MAX_NAME} characters")
+        return parts
+
+    def _open_dir(self, parts: list[str], create: bool) -> int:
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for part in parts:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                try:
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    raise ToolError(f"directory '{part}' does not exist in the workspace") from None
+                except (NotADirectoryError, OSError) as exc:
+                    raise ToolError(
+                        f"'{part}' is a symlink or not a directory; refusing to follow it "
+                        f"({exc.strerror})"
+                    ) from None
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def write(self, name: str, data: bytes) -> str:
+        """Write ``data`` to ``name`` atomically; returns the normalised relative path."""
+        parts = self.parts(name)
+        dfd = self._open_dir(parts[:-1], create=True)
+        tmp = f".{parts[-1][:200]}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644, dir_fd=dfd)  # fmt: skip
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            try:
+                existing = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+                if stat.S_ISDIR(existing.st_mode):
+                    raise ToolError(f"'{name}' is a directory")
+            except FileNotFoundError:
+                pass
+            # rename replaces the directory entry itself: a symlink or hard link that sat
+            # there is unlinked, never written through.
+            os.rename(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise
+        finally:
+            os.close(dfd)
+        return "/".join(parts)
+
+    def read(self, name: str, limit: int = 1 << 20) -> tuple[str, bytes]:
+        """Read a regular file inside the workspace without following symlinks."""
+        parts = self.parts(name)
+        dfd = self._open_dir(parts[:-1], create=False)
+        try:
+            try:
+                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            except FileNotFoundError:
+                raise ToolError(f"'{name}' does not exist in the workspace") from None
+            except OSError as exc:
+                raise ToolError(f"cannot open '{name}': {exc.strerror} (symlinks are refused)")\
+                    from None
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise ToolError(f"'{name}' is not a regular file")
+                data = os.read(fd, limit + 1)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dfd)
+        if len(data) > limit:
+            raise ToolError(f"'{name}' is larger than {limit} bytes")
+        return "/".join(parts), data
