@@ -1,0 +1,55 @@
+"""Shared fixtures: the fake provider and an isolated environment for the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakeserver import FakeOpenAI
+
+SWARMCHAT = shutil.which("swarmchat", path=str(Path(sys.executable).parent)) or "swarmchat"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, fake: FakeOpenAI) -> dict[str, str]:
+    """Environment for a subprocess: fake provider, private home, fast retries."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "AZURE_", "SWARMCHAT_"))}  # fmt: skip
+    env.update(
+        OPENAI_API_KEY="sk-test-SECRET-0123456789",
+        OPENAI_BASE_URL=fake.base_url,
+        SWARMCHAT_HOME=str(tmp_path / "home"),
+        SWARMCHAT_RETRY_BASE_DELAY="0.01",
+        NO_COLOR="1",
+        TERM="dumb",
+    )
+    env.pop("FORCE_COLOR", None)
+    return env
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = "",
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run the installed ``swarmchat`` command the way a shell script would."""
+    return subprocess.run([SWARMCHAT, *args], input=stdin, capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)  # fmt: skip
