@@ -13,7 +13,6 @@ import sys
 import traceback
 from typing import Annotated, Any
 
-import click
 import typer
 
 from swarmchat import __version__
@@ -140,8 +139,11 @@ def _read_prompt(prompt: str | None) -> str:
     if prompt is None or not prompt.strip():
         if stdin_text.strip():
             return stdin_text.strip()
-        if piped or prompt is not None:
+        if prompt is not None:
             raise UsageError("the prompt is empty")
+        if piped:
+            raise UsageError("no prompt given and stdin was empty",
+                             'swarmchat ask "..." or pipe text in')  # fmt: skip
         raise UsageError("no prompt given",
                          "swarmchat ask \"...\", pipe text in, or run 'swarmchat' for a chat")  # fmt: skip
     if stdin_text.strip():
@@ -219,14 +221,6 @@ def run(args: list[str]) -> int:
     try:
         app(args=args, prog_name="swarmchat", standalone_mode=False)
         return 0
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        return report(InterruptedRunError("interrupted"))
-    except click.UsageError as exc:
-        return report(UsageError(exc.format_message(), "see 'swarmchat --help'"))
-    except click.ClickException as exc:
-        return report(UsageError(exc.format_message()))
     except SwarmchatError as exc:
         if debug_enabled():
             traceback.print_exc()
@@ -237,10 +231,28 @@ def run(args: list[str]) -> int:
         _silence_stdout()
         return 0
     except Exception as exc:
+        code = _framework_exit(exc)
+        if code is not None:
+            return code
         if debug_enabled():
             raise
         hint = "rerun with SWARMCHAT_DEBUG=1 for a traceback and report it"
         return report(SwarmchatError(f"internal error: {type(exc).__name__}: {exc}", hint))
+
+
+def _framework_exit(exc: Exception) -> int | None:
+    """Exit code for the CLI framework's own exceptions (click's, or the copy of click
+    that recent Typer versions vendor), recognised by class name to work with both."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "Exit" in names:
+        return int(getattr(exc, "exit_code", 0))
+    if "Abort" in names:
+        return report(InterruptedRunError("interrupted"))
+    if "UsageError" in names or "ClickException" in names:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        error = UsageError(message.replace("\n", " "), "see 'swarmchat --help'")
+        return report(error)
+    return None
 
 
 def _silence_stdout() -> None:

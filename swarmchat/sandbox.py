@@ -80,10 +80,7 @@ class LocalExecutor:
         ]
         timed_out = False
         try:
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                timed_out = True
+            timed_out = not await _wait_exit(proc, timeout)
             # Children that kept the pipes open get a short drain, then the group dies.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*readers), DRAIN_SECONDS)
@@ -92,10 +89,7 @@ class LocalExecutor:
             for task in readers:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await _reap(proc)
         flooded = out.flooded or err.flooded
         return ExecResult(
             exit_code=None if (timed_out or flooded) else proc.returncode,
@@ -105,6 +99,36 @@ class LocalExecutor:
             truncated=out.dropped > 0 or err.dropped > 0,
             flooded=flooded,
         )
+
+
+async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:
+    """Wait for the main process itself to exit (True) or the deadline (False).
+
+    ``proc.wait()`` is not enough: asyncio also waits for the pipes to close, which a
+    background grandchild can keep open forever.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.005
+    while proc.returncode is None:
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Collect the process and close the transport now, while the loop still runs (a
+    descendant outside the group may still hold the pipes; asyncio would wait on them)."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 2.0)
+    transport = getattr(proc, "_transport", None)  # asyncio offers no public close
+    if transport is not None:
+        transport.close()
 
 
 class _Capture:

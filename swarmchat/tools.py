@@ -93,9 +93,10 @@ class ExecutePyFile(Tool):
                                   file_name=rel, approved=approved, reason=reason))  # fmt: skip
         if not approved:
             if reason == "non-interactive":
-                return (f"Not run: running code needs the user's approval, and this session is "
-                        f"non-interactive without --yes. {rel} was not executed; tell the user.")  # fmt: skip
-            return f"Not run: the user declined to run {rel}."
+                raise ToolError(f"{rel} was not run: running code needs the user's approval and this "
+                                "session is non-interactive (the user can allow it with --yes). "
+                                "Tell the user.")  # fmt: skip
+            raise ToolError(f"the user declined to run {rel}.")
         result = await ctx.executor.run(rel, ctx.workspace.root, ctx.exec_timeout)
         return format_exec_result(result, ctx.exec_timeout)
 

@@ -52,7 +52,8 @@ class FakeOpenAI:
         self._barriers: dict[str, threading.Barrier] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     # scripting -------------------------------------------------------------------------
 
@@ -210,7 +211,8 @@ def _chunks(body: dict[str, Any], text: str, reply: Reply) -> list[dict[str, Any
     if (body.get("stream_options") or {}).get("include_usage"):
         p, c = reply.usage
         out.append({**_base(body), "choices": [],
-                    "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}})  # fmt: skip
+                    "usage": {"prompt_tokens": p, "completion_tokens": c,
+                              "total_tokens": p + c}})  # fmt: skip
     return out
 
 

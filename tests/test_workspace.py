@@ -1,0 +1,67 @@
+"""Host-side file access: agent-chosen names never leave the workspace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from swarmchat.errors import ConfigError, ToolError
+from swarmchat.workspace import Workspace
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    (tmp_path / "ws").mkdir()
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.mark.parametrize("name", [
+    "/etc/passwd", "../outside.py", "a/../../outside.py", "~/x.py", "", "  ", "a\x00b",
+    "a\nb.py", "x" * 300, "/".join(["d"] * 600), "C:\\x.py", ".",
+])  # fmt: skip
+def test_refused_names(ws: Workspace, name: str) -> None:
+    with pytest.raises(ToolError):
+        ws.write(name, b"x")
+
+
+def test_writes_nested_and_reads_back(ws: Workspace) -> None:
+    assert ws.write("pkg/mod.py", b"X = 1\n") == "pkg/mod.py"
+    assert ws.read("./pkg/mod.py") == ("pkg/mod.py", b"X = 1\n")
+
+
+def test_symlinked_directory_pointing_out_is_refused(ws: Workspace, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ws.root / "link").symlink_to(outside)
+    with pytest.raises(ToolError, match="symlink"):
+        ws.write("link/evil.py", b"x")
+    assert not (outside / "evil.py").exists()
+    with pytest.raises(ToolError):
+        ws.read("link/evil.py")
+
+
+def test_symlinked_file_is_replaced_not_followed(ws: Workspace, tmp_path: Path) -> None:
+    target = tmp_path / "secret.txt"
+    target.write_text("keep")
+    (ws.root / "task.py").symlink_to(target)
+    with pytest.raises(ToolError):
+        ws.read("task.py")
+    ws.write("task.py", b"print(1)\n")
+    assert target.read_text() == "keep"
+    assert not (ws.root / "task.py").is_symlink()
+
+
+def test_hardlink_to_outside_file_is_not_written_through(ws: Workspace, tmp_path: Path) -> None:
+    target = tmp_path / "victim.txt"
+    target.write_text("keep")
+    os.link(target, ws.root / "h.txt")
+    ws.write("h.txt", b"new")
+    assert target.read_text() == "keep"
+    assert (ws.root / "h.txt").read_bytes() == b"new"
+
+
+def test_missing_workspace_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        Workspace(tmp_path / "nope")
