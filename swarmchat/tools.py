@@ -130,11 +130,16 @@ def send_message_tool(agent: Agent, swarm: Swarm) -> type[Tool]:
         f"self-contained instructions. Recipients:\n{lines}"
     )
     recipient_type: Any = Literal[tuple(agent.talks_to)]
+
+    def as_enum(schema: dict[str, Any]) -> None:
+        schema.pop("const", None)  # a one-name Literal would otherwise become "const"
+        schema["enum"] = list(agent.talks_to)
     cls: type[Tool] = create_model(
         "SendMessage",
         __base__=Tool,
         __doc__=doc,
-        recipient=(recipient_type, Field(description="The agent to send the message to")),
+        recipient=(recipient_type, Field(description="The agent to send the message to",
+                                         json_schema_extra=as_enum)),
         message=(str, Field(description="The task or question, with every detail needed")),
     )
 
