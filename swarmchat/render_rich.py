@@ -97,6 +97,8 @@ class RichRenderer:
         self._live_owner: str | None = None  # run id whose text streams right now
         self._buffers: dict[str, list[str]] = {}
         self._mid_line = False
+        self._resume_prefix = False
+        self._blocks_printed = 0
         self._entry_run: str | None = None
 
     # helpers -------------------------------------------------------------------------
@@ -109,6 +111,7 @@ class RichRenderer:
         if self._mid_line:
             self.console.file.write("\n")
             self._mid_line = False
+            self._resume_prefix = True  # the live stream continues on a fresh, indented line
 
     def _print(self, renderable: Any, depth: int) -> None:
         self._break_line()
@@ -147,7 +150,10 @@ class RichRenderer:
         if self._live_owner is None:
             self._break_line()
             self._live_owner = e.run_id
+            self._resume_prefix = True
+        if self._resume_prefix:
             self.console.print(Text(prefix), end="")
+            self._resume_prefix = False
         text = visible_controls(e.text).replace("\n", "\n" + prefix)
         self.console.print(Text(text, style=self.color(e.agent)), end="", soft_wrap=True)
         self._mid_line = not text.endswith("\n" + prefix)
@@ -235,8 +241,14 @@ class RichRenderer:
         rest = self._markdown.finish()
         if rest.strip():
             self._print_markdown(rest)
+        self._blocks_printed = 0
 
     def _print_markdown(self, block: str) -> None:
         from rich.markdown import Markdown
 
+        if self._blocks_printed and not block.lstrip().startswith(("```", "~~~")):
+            self._break_line()
+            self.console.print()  # the blank line a whole-document render puts there
+            # (code blocks bring their own padding)
         self._print(Markdown(visible_controls(block)), 0)
+        self._blocks_printed += 1

@@ -15,7 +15,7 @@ from swarmchat.approval import Approver, Mode
 from swarmchat.config import parse_swarm
 from swarmchat.events import Event, Usage
 from swarmchat.model import ChatRequest, Completion, OnDelta, OnRetry, ToolCall
-from swarmchat.runner import RunOptions, Runner
+from swarmchat.runner import Runner, RunOptions
 from swarmchat.sandbox import LocalExecutor
 from swarmchat.store import Store
 from swarmchat.workspace import Workspace

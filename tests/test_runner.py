@@ -75,7 +75,7 @@ def test_tool_errors_go_back_to_the_model(tmp_path: Path, call, expected) -> Non
     assert result.status == "completed" and result.text == "recovered"
     fed_back = [r for a, r in m.requests if a == "coder"][1].messages[-1]
     assert fed_back.role == "tool" and expected in fed_back.content, fed_back.content
-    assert not [e for e in h.events if isinstance(e, ToolCallFinished)][0].ok
+    assert not next(e for e in h.events if isinstance(e, ToolCallFinished)).ok
 
 
 def test_tool_exception_goes_back_to_the_model(tmp_path: Path, monkeypatch) -> None:

@@ -1,0 +1,159 @@
+"""Render tests: events in, text out, on a fixed-width, colour-free console."""
+
+from __future__ import annotations
+
+import io
+
+from swarmchat.config import parse_swarm
+from swarmchat.events import (
+    ApprovalRequested,
+    ApprovalResolved,
+    Event,
+    MessageCompleted,
+    MessageSent,
+    Retrying,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    Usage,
+)
+from swarmchat.output import PlainRenderer
+from swarmchat.render_rich import MarkdownBlocks, RichRenderer, make_console
+
+SWARM = parse_swarm("agents:\n  user_proxy:\n    description: p\n    talks_to: [coder, writer]\n"
+                    "  coder:\n    description: c\n  writer:\n    description: w\n", "t.yaml")  # fmt: skip
+
+
+def render(events: list[Event], show_code: bool = False) -> str:
+    buf = io.StringIO()
+    renderer = RichRenderer(make_console(buf, width=60, color=False), SWARM, show_approval_code=show_code)
+    for e in events:
+        renderer(e)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+
+
+def deltas(agent: str, run: str, depth: int, text: str) -> list[Event]:
+    return [TextDelta(agent=agent, run_id=run, depth=depth, text=text[i:i + 4])
+            for i in range(0, len(text), 4)]  # fmt: skip
+
+
+def delegation() -> list[Event]:
+    p = {"agent": "user_proxy", "run_id": "r0", "depth": 0}
+    c = {"agent": "coder", "run_id": "r1", "depth": 1}
+    return [
+        RunStarted(**p, caller="user", thread_id="t0", model="m"),
+        MessageSent(**p, recipient="coder", text="Compute 6*7."),
+        ToolCallStarted(**p, call_id="s", name="SendMessage", arguments={"recipient": "coder"}),
+        RunStarted(**c, caller="user_proxy", thread_id="t1", model="m"),
+        *deltas("coder", "r1", 1, "Writing it.\nNow."),
+        MessageCompleted(**c, text="Writing it.\nNow."),
+        ToolCallStarted(**c, call_id="f", name="File",
+                        arguments={"file_name": "task.py", "body": "print(6 * 7)\n"}),
+        ToolCallFinished(**c, call_id="f", name="File", output="Wrote 13 bytes to task.py.", ok=True,
+                         duration_ms=1),
+        ToolCallStarted(**c, call_id="e", name="ExecutePyFile", arguments={"file_name": "task.py"}),
+        ToolCallFinished(**c, call_id="e", name="ExecutePyFile",
+                         output="exit status 0\n--- stdout ---\n" + "\n".join(str(i) for i in range(12)),
+                         ok=True, duration_ms=30),
+        *deltas("coder", "r1", 1, "42"),
+        MessageCompleted(**c, text="42"),
+        RunFinished(**c, caller="user_proxy", thread_id="t1", status="completed", text="42"),
+        ToolCallFinished(**p, call_id="s", name="SendMessage", output="42", ok=True, duration_ms=1500),
+        *deltas("user_proxy", "r0", 0, "# Answer\n\nIt is **42**.\n\n```python\nprint(6 * 7)\n```\n"),
+        MessageCompleted(**p, text="..."),
+        RunFinished(**p, caller="user", thread_id="t0", status="completed", text="...",
+                    usage=Usage(1200, 34)),
+    ]  # fmt: skip
+
+
+def test_delegation_tree_render() -> None:
+    assert render(delegation()) == """\
+  user_proxy → coder
+  Compute 6*7.
+  Writing it.
+  Now.
+  ⚙ coder writes task.py
+    print(6 * 7)
+    Wrote 13 bytes to task.py.
+  ⚙ coder runs task.py
+    exit status 0
+    --- stdout ---
+    0
+    1
+    2
+    3
+    4
+    5
+    … (6 more lines)
+  42
+  ✓ user_proxy got an answer (1.5 s)
+                           Answer
+
+It is 42.
+
+ print(6 * 7)
+
+user_proxy · 1,200 tokens in / 34 out"""
+
+
+def test_parallel_agents_do_not_interleave() -> None:
+    a = {"agent": "coder", "run_id": "ra", "depth": 1}
+    b = {"agent": "writer", "run_id": "rb", "depth": 1}
+    events: list[Event] = []
+    for x, y in zip(deltas("coder", "ra", 1, "alpha beta gamma"), deltas("writer", "rb", 1, "one two three"),
+                    strict=False):  # fmt: skip
+        events += [x, y]
+    events += [MessageCompleted(**b, text="one two three"), *deltas("coder", "ra", 1, " delta"),
+               MessageCompleted(**a, text="alpha beta gamma delta")]  # fmt: skip
+    assert render(events) == "  alpha beta gamma\n  one two three\n   delta"
+
+
+def test_approval_and_retry_and_failure_lines() -> None:
+    c = {"agent": "coder", "run_id": "r1", "depth": 1}
+    out = render([
+        ApprovalRequested(**c, file_name="task.py", code="print('hi')\n"),
+        ApprovalResolved(**c, file_name="task.py", approved=False, reason="user"),
+        Retrying(**c, error="HTTP 429: slow down", attempt=1, delay=2.0),
+        RunFinished(**c, caller="user_proxy", thread_id="t", status="incomplete", text="",
+                    error=None),
+    ], show_code=True)  # fmt: skip
+    assert out == """\
+  coder wants to run task.py:
+    print('hi')
+    ✗ task.py not run (user)
+  ! coder: HTTP 429: slow down; retry 1 in 2.0 s
+  coder: run incomplete"""
+
+
+def test_control_characters_are_made_visible() -> None:
+    c = {"agent": "coder", "run_id": "r1", "depth": 1}
+    out = render([ToolCallFinished(**c, call_id="x", name="ExecutePyFile",
+                                   output="\x1b[2Jcleared\x07", ok=True, duration_ms=1)])  # fmt: skip
+    assert out == "    \\x1b[2Jcleared\\x07"
+
+
+def test_markdown_blocks_settle_once_and_respect_fences() -> None:
+    md = MarkdownBlocks()
+    assert md.feed("para one\n") == []
+    assert md.feed("\npara two\n\n```\ncode\n\nmore\n") == ["para one\n", "para two\n"]
+    assert md.feed("```\n\ntail") == ["```\ncode\n\nmore\n```\n"]
+    assert md.finish() == "tail"
+
+
+def test_plain_renderer() -> None:
+    buf = io.StringIO()
+    renderer = PlainRenderer(buf)
+    for e in delegation():
+        renderer(e)
+    assert buf.getvalue().splitlines() == [
+        "  user_proxy → coder: Compute 6*7.",
+        "  [coder] Writing it.",
+        "  Now.",
+        '  [coder] File {"file_name": "task.py"}',
+        "    ok: Wrote 13 bytes to task.py.",
+        '  [coder] ExecutePyFile {"file_name": "task.py"}',
+        "    ok: exit status 0",
+        "  [coder] 42",
+    ]
