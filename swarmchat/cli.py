@@ -176,6 +176,8 @@ def run_ask(opts: Options, prompt: str, *, json_out: bool, verbose: bool) -> Non
         try:
             await session.turn(prompt, emit)
         finally:
+            if renderer is not None and hasattr(renderer, "close"):
+                renderer.close()
             await session.aclose()
 
     error: SwarmchatError | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.padding import Padding
 from rich.text import Text
 
@@ -86,6 +86,27 @@ class MarkdownBlocks:
         return rest
 
 
+class _Tail:
+    """The unsettled end of the answer, parsed only when the live display repaints
+    (a few times a second), and cut to its last lines so it never outgrows the screen."""
+
+    def __init__(self, blocks: MarkdownBlocks) -> None:
+        self.blocks = blocks
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.markdown import Markdown
+        from rich.segment import Segment
+
+        text = visible_controls(self.blocks.buffer)
+        if not text.strip():
+            return
+        lines = console.render_lines(Markdown(text), options, pad=False)
+        keep = max(1, console.height - 4)
+        for line in lines[-keep:]:
+            yield from line
+            yield Segment.line()
+
+
 class RichRenderer:
     """Renders every event of a turn to a rich console."""
 
@@ -100,6 +121,7 @@ class RichRenderer:
         self._resume_prefix = False
         self._blocks_printed = 0
         self._entry_run: str | None = None
+        self._live: Any = None
 
     # helpers -------------------------------------------------------------------------
 
@@ -142,6 +164,7 @@ class RichRenderer:
         if e.run_id == self._entry_run:
             for block in self._markdown.feed(e.text):
                 self._print_markdown(block)
+            self._show_tail()
             return
         if self._live_owner not in (None, e.run_id):
             self._buffers.setdefault(e.run_id, []).append(e.text)
@@ -205,6 +228,7 @@ class RichRenderer:
         self._line(trim_lines(visible_controls(e.output)), style, e.depth + 1)
 
     def _on_ApprovalRequested(self, e: ApprovalRequested) -> None:
+        self.close()  # the prompt that follows owns the terminal
         if not self.show_approval_code:
             return
         self._line(f"{e.agent} wants to run {e.file_name}:", "bold yellow", e.depth)
@@ -237,7 +261,23 @@ class RichRenderer:
 
     # markdown ------------------------------------------------------------------------
 
+    def _show_tail(self) -> None:
+        """Keep the unfinished block visible in a small live region (terminals only)."""
+        if self._live is None and self.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(_Tail(self._markdown), console=self.console, transient=True,
+                              refresh_per_second=8, redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+            self._live.start()
+
+    def close(self) -> None:
+        """Stop the live region (end of a message, a prompt, an interrupt)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
     def _flush_markdown(self) -> None:
+        self.close()
         rest = self._markdown.finish()
         if rest.strip():
             self._print_markdown(rest)

@@ -161,6 +161,7 @@ class Repl:
         except SwarmchatError as exc:
             self.say(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), "red")
         finally:
+            renderer.close()
             loop.remove_signal_handler(signal.SIGINT)
             self.turn_task = None
 

@@ -1,0 +1,141 @@
+"""The real ``swarmchat`` REPL driven in a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+from conftest import SWARMCHAT
+from fakeserver import FakeOpenAI, Reply, call
+
+
+def spawn(env: dict[str, str], cwd: Path, *args: str) -> pexpect.spawn:
+    env = {**env, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+    return pexpect.spawn(SWARMCHAT, list(args), env=env, cwd=str(cwd), encoding="utf-8",
+                         dimensions=(40, 100), timeout=20)  # fmt: skip
+
+
+def finish(child: pexpect.spawn) -> int:
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    return int(child.exitstatus)
+
+
+def test_prompt_answer_and_ctrl_d_exits_0(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy", Reply(text="The answer is **forty-two**."))
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("meaning of life?\r")
+    child.expect("forty-two")
+    child.expect("you ›")
+    assert finish(child) == 0
+    assert fake.requests[0].body["messages"][-1]["content"] == "meaning of life?"
+
+
+def test_ctrl_c_cancels_turn_and_thread_stays_valid(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy", Reply(text="word " * 400, chunk_delay=0.02), Reply(text="second answer"))
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("long please\r")
+    child.expect("word")
+    started = time.monotonic()
+    child.sendintr()
+    child.expect("interrupted")
+    child.expect("you ›")
+    assert time.monotonic() - started < 3
+    child.send("again\r")
+    child.expect("second answer")
+    child.expect("you ›")
+    assert finish(child) == 0
+    roles = [m["role"] for m in fake.requests[1].body["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert fake.requests[1].body["messages"][2]["content"].endswith("[interrupted]")
+
+
+def test_double_ctrl_c_on_empty_prompt_exits(fake: FakeOpenAI, cli_env, workspace) -> None:
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("some text")
+    child.sendintr()  # clears the line
+    child.sendintr()
+    child.expect("press Ctrl-C again")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and not fake.requests
+
+
+def test_history_persists_across_restarts(fake: FakeOpenAI, cli_env, workspace, tmp_path) -> None:
+    fake.script("user_proxy", Reply(text="first reply"), Reply(text="second reply"))
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("remember this line\r")
+    child.expect("first reply")
+    child.expect("you ›")
+    assert finish(child) == 0
+    history = tmp_path / "home" / "history"
+    assert "remember this line" in history.read_text()
+    assert history.stat().st_mode & 0o777 == 0o600
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    time.sleep(0.5)  # prompt_toolkit loads the history file in the background
+    child.send("\x1b[A")  # Up arrow recalls the previous session's entry
+    child.expect("remember this line")
+    child.send("\r")
+    child.expect("second reply")
+    child.expect("you ›")
+    assert finish(child) == 0
+    assert fake.requests[1].body["messages"][-1]["content"] == "remember this line"
+
+
+def test_approval_prompt_and_slash_commands(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy",
+                Reply(tool_calls=[call("SendMessage", recipient="coder", message="run it")]),
+                Reply(text="all done"))  # fmt: skip
+    fake.script("coder",
+                Reply(tool_calls=[call("File", chain_of_thought="", file_name="task.py",
+                                       body="open('ran.txt', 'w').write('yes')\n")]),
+                Reply(tool_calls=[call("ExecutePyFile", file_name="task.py")]),
+                Reply(text="ran it"))  # fmt: skip
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("/help\r")
+    child.expect("/new")
+    child.send("/agents\r")
+    child.expect("talks to: coder")
+    child.send("go\r")
+    child.expect(r"Run task\.py\? \[y\]es / \[n\]o / \[a\]lways this session")
+    child.send("a\r")
+    child.expect("all done")
+    child.expect("you ›")
+    assert (workspace / "ran.txt").read_text() == "yes"
+    child.send("/exit\r")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_interrupted_ask_exits_130(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy", Reply(text="slow " * 400, chunk_delay=0.02))
+    proc = subprocess.Popen([SWARMCHAT, "ask", "x"], env=cli_env, cwd=workspace, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not fake.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert err == "swarmchat: error: interrupted\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_tty_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    os.environ.pop("LINES", None)
