@@ -73,5 +73,5 @@ def test_repo_default_is_the_bundled_copy(tmp_path: Path) -> None:
 def test_local_file_wins_and_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "agents.yaml").write_text("agents:\n  solo: {description: x}\n")
     assert load_swarm(cwd=tmp_path).entry == "solo"
-    with pytest.raises(ConfigError, match="agents file not found: nope.yaml"):
+    with pytest.raises(ConfigError, match=r"agents file not found: nope\.yaml"):
         load_swarm("nope.yaml", cwd=tmp_path)

@@ -130,7 +130,7 @@ def test_interrupted_ask_exits_130(fake: FakeOpenAI, cli_env, workspace) -> None
         time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert err == "swarmchat: error: interrupted\n"
 
