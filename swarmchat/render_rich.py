@@ -240,8 +240,9 @@ class RichRenderer:
 
     def _on_Retrying(self, e: Retrying) -> None:
         self._line(f"! {e.agent}: {e.error}; retry {e.attempt} in {e.delay:.1f} s", "yellow", e.depth)
-        if e.run_id == self._entry_run:
-            self._markdown = MarkdownBlocks()
+        if e.run_id == self._entry_run:  # the retry streams the answer again from the start
+            self.close()
+            self._markdown.finish()
         self._buffers.pop(e.run_id, None)
 
     def _on_RunFinished(self, e: RunFinished) -> None:

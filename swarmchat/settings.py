@@ -16,6 +16,9 @@ from urllib.parse import urlparse
 from swarmchat.errors import AuthError
 
 _SECRET_NAME = re.compile(r"(_KEY$|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|^OPENAI_|^AZURE_)", re.I)
+# Values worth redacting: credentials only (not base URLs or API versions, which are
+# ordinary text a model may legitimately repeat).
+_CREDENTIAL_NAME = re.compile(r"(_KEY$|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
@@ -39,12 +42,9 @@ def scrubbed_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
-    """Values of secret-looking variables long enough to be worth redacting."""
-    return sorted(
-        {v for k, v in env.items() if is_secret_name(k) and len(v) >= 8 and "/" not in v[:8]},
-        key=len,
-        reverse=True,
-    )
+    """Values of credential variables long enough to be worth redacting, longest first."""
+    values = {v for k, v in env.items() if _CREDENTIAL_NAME.search(k) and len(v) >= 8}
+    return sorted(values, key=len, reverse=True)
 
 
 class Redactor:

@@ -48,6 +48,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.queues: dict[str, deque[Reply]] = {}
         self.requests: list[Seen] = []
+        self.paths: list[str] = []
         self.lock = threading.Lock()
         self._barriers: dict[str, threading.Barrier] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -105,7 +106,8 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
-            if not self.path.endswith("/chat/completions"):
+            fake.paths.append(self.path)
+            if not self.path.split("?")[0].endswith("/chat/completions"):
                 return self._json(404, {"error": {"message": f"no route {self.path}"}})
             system = next((m.get("content") or "" for m in body.get("messages", [])
                            if m.get("role") == "system"), "")  # fmt: skip

@@ -121,6 +121,38 @@ def test_approval_prompt_and_slash_commands(fake: FakeOpenAI, cli_env, workspace
     assert child.exitstatus == 0
 
 
+def test_multiline_input_with_alt_enter_and_backslash(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy", Reply(text="got it"))
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("line one\x1b\r")  # Alt+Enter
+    child.send("line two\\\r")  # trailing backslash
+    child.send("line three\r")
+    child.expect("got it")
+    child.expect("you ›")
+    assert finish(child) == 0
+    assert fake.requests[0].body["messages"][-1]["content"] == "line one\nline two\nline three"
+
+
+def test_one_shot_ask_in_a_terminal_asks_before_running(fake: FakeOpenAI, cli_env, workspace) -> None:
+    (workspace / "agents.yaml").write_text("agents:\n  coder:\n    description: c\n"
+                                           "    tools: [File, ExecutePyFile]\n")  # fmt: skip
+    fake.script("coder",
+                Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py",
+                                       body="open('ran.txt', 'w')\n")]),
+                Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
+                Reply(text="declined, fine"))  # fmt: skip
+    child = spawn(cli_env, workspace, "ask", "go")
+    child.expect(r"Run t\.py\?")
+    child.send("n\r")
+    child.expect("declined, fine")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert not (workspace / "ran.txt").exists()
+    assert "declined to run t.py" in fake.requests[2].body["messages"][-1]["content"]
+
+
 def test_interrupted_ask_exits_130(fake: FakeOpenAI, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(text="slow " * 400, chunk_delay=0.02))
     proc = subprocess.Popen([SWARMCHAT, "ask", "x"], env=cli_env, cwd=workspace, text=True,
