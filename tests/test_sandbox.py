@@ -103,3 +103,29 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_cancelling_a_run_kills_the_process_group(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text(
+        "import os, subprocess, sys, time\n"
+        "kid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "open('pids', 'w').write(f'{os.getpid()} {kid.pid}')\n"
+        "time.sleep(60)\n"
+    )
+
+    async def scenario() -> None:
+        task = asyncio.create_task(LocalExecutor().run("t.py", tmp_path, 60))
+        for _ in range(250):
+            if (tmp_path / "pids").exists() and (tmp_path / "pids").read_text():
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)
