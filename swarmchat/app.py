@@ -29,6 +29,7 @@ from swarmchat.workspace import Workspace
 if TYPE_CHECKING:
     from swarmchat.model import ModelClient
     from swarmchat.runner import Runner
+    from swarmchat.sandbox import SandboxMode
 
 
 @dataclass
@@ -41,12 +42,16 @@ class Options:
     yes: bool = False
     max_turns: int | None = None
     timeout: float = 60.0
+    network: bool = False
+    sandbox: SandboxMode | None = None
+    unsafe_local_exec: bool = False
 
 
 def resolve_swarm(opts: Options) -> Swarm:
     load_dotenv_file()
     model = opts.model or os.environ.get("SWARMCHAT_MODEL", "").strip() or None
-    return load_swarm(opts.agents_file, model_override=model)
+    swarm = load_swarm(opts.agents_file, model_override=model)
+    return swarm.with_network() if opts.network else swarm
 
 
 class Session:
@@ -60,6 +65,9 @@ class Session:
         home = ensure_private_dir(user_home())
         self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))
         self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))
+        from swarmchat.sandbox import Sandbox
+
+        self.sandbox = Sandbox(opts.sandbox or self.swarm.sandbox, opts.unsafe_local_exec)
         mode: Mode = "auto" if opts.yes else ("ask" if asker else "deny")
         self.approver = Approver(mode, asker)
         self._client = client
@@ -78,11 +86,10 @@ class Session:
         if self._runner is None:
             # The runner pulls in the tools (instructor, openai): only once a turn starts.
             from swarmchat.runner import Runner, RunOptions
-            from swarmchat.sandbox import LocalExecutor
 
             options = RunOptions(max_turns=self.opts.max_turns, exec_timeout=self.opts.timeout)
             self._runner = Runner(self.swarm, self.client, self.store, self.session_id,
-                                  self.workspace, LocalExecutor(), self.approver, emit,
+                                  self.workspace, self.sandbox, self.approver, emit,
                                   options)  # fmt: skip
         self._runner.emit = emit
         return self._runner

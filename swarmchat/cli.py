@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 run failed, 2 usage error, 3 configuration/authenticati
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -46,15 +47,20 @@ WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Dir
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Run agent code without asking.")]
 MaxTurnsOpt = Annotated[int | None, typer.Option("--max-turns", min=1, max=500, help="Turn limit for every run (default: per agent, 20).")]  # noqa: E501
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Seconds a Python file may run.")]
+NetworkOpt = Annotated[bool, typer.Option("--network", help="Let agent code use the network (default: no network).")]  # noqa: E501
+SandboxOpt = Annotated[str | None, typer.Option("--sandbox", help="Isolation tier: auto, bwrap, landlock or none (default: agents.yaml, else auto).", metavar="TIER")]  # noqa: E501
+UnsafeOpt = Annotated[bool, typer.Option("--unsafe-local-exec", help="When no sandbox works, run agent code unconfined instead of refusing.")]  # noqa: E501
+SANDBOX_TIERS = ("auto", "bwrap", "landlock", "none")
 
 
 def _merge(ctx: typer.Context, **local: Any) -> Options:
     """Options given before the subcommand (``swarmchat -m x ask``) apply unless repeated."""
+    if local.get("sandbox") not in (None, *SANDBOX_TIERS):
+        raise UsageError(f"--sandbox must be one of {', '.join(SANDBOX_TIERS)}")
     root: Options = ctx.obj if isinstance(ctx.obj, Options) else Options()
-    merged = {k: (v if v not in (None, False) else getattr(root, k)) for k, v in local.items()}
-    if local.get("timeout") == 60.0:
-        merged["timeout"] = root.timeout
-    return Options(**merged)
+    default = Options()
+    given = {k: v for k, v in local.items() if v != getattr(default, k)}
+    return dataclasses.replace(root, **given)
 
 
 @app.callback(invoke_without_command=True)
@@ -66,13 +72,18 @@ def root(
     yes: YesOpt = False,
     max_turns: MaxTurnsOpt = None,
     timeout: TimeoutOpt = 60.0,
+    network: NetworkOpt = False,
+    sandbox: SandboxOpt = None,
+    unsafe_local_exec: UnsafeOpt = False,
     version: Annotated[bool, typer.Option("--version", "-V", help="Show the version.")] = False,
 ) -> None:
     """Interactive chat when stdin is a terminal; otherwise the piped text is the prompt."""
     if version:
         typer.echo(f"swarmchat {__version__}")
         raise typer.Exit(0)
-    opts = Options(agents, model, workspace, yes, max_turns, timeout)
+    opts = _merge(ctx, agents_file=agents, model=model, workspace=workspace, yes=yes,
+                  max_turns=max_turns, timeout=timeout, network=network, sandbox=sandbox,
+                  unsafe_local_exec=unsafe_local_exec)  # fmt: skip
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
         return
@@ -94,12 +105,16 @@ def ask(
     yes: YesOpt = False,
     max_turns: MaxTurnsOpt = None,
     timeout: TimeoutOpt = 60.0,
+    network: NetworkOpt = False,
+    sandbox: SandboxOpt = None,
+    unsafe_local_exec: UnsafeOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show agent activity on stderr even when it is not a terminal.")] = False,  # noqa: E501
 ) -> None:
     """Ask once and exit. Piped stdin is appended to PROMPT as context."""
     opts = _merge(ctx, agents_file=agents, model=model, workspace=workspace, yes=yes,
-                  max_turns=max_turns, timeout=timeout)  # fmt: skip
+                  max_turns=max_turns, timeout=timeout, network=network, sandbox=sandbox,
+                  unsafe_local_exec=unsafe_local_exec)  # fmt: skip
     run_ask(opts, _read_prompt(prompt), json_out=json_out, verbose=verbose)
 
 
@@ -126,6 +141,36 @@ def agents_cmd(
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
     typer.echo(f"\n{swarm.source} · * entry agent")
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    agents: AgentsOpt = None,
+    sandbox: SandboxOpt = None,
+    unsafe_local_exec: UnsafeOpt = False,
+) -> None:
+    """Report which sandbox tier runs agent code here, and why the others do not."""
+    from swarmchat.app import resolve_swarm
+    from swarmchat.sandbox import Sandbox
+
+    opts = _merge(ctx, agents_file=agents, sandbox=sandbox, unsafe_local_exec=unsafe_local_exec)
+    swarm = resolve_swarm(opts)
+    box = Sandbox(opts.sandbox or swarm.sandbox, opts.unsafe_local_exec)
+
+    async def check() -> tuple[list[Any], Any]:
+        return await box.report(), await box.executor()
+
+    statuses, chosen = asyncio.run(check())
+    typer.echo(f"python: {box.python}")
+    for s in statuses:
+        typer.echo(f"  {'ok  ' if s.ok else 'no  '} {s.name:9} {s.detail}")
+    if chosen.name == "refused":
+        typer.echo("agent code: NOT RUN (no sandbox works; --unsafe-local-exec runs it unconfined)")
+    elif chosen.confined:
+        typer.echo(f"agent code runs in: {chosen.name}")
+    else:
+        typer.echo("agent code runs: UNCONFINED (sandbox: none or --unsafe-local-exec)")
 
 
 def _read_prompt(prompt: str | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +53,7 @@ class AgentSpec(BaseModel):
     talks_to: list[str] = Field(default_factory=list)
     color: str | None = None
     max_turns: int | None = Field(default=None, ge=1, le=500)
+    network: bool = False
 
 
 class SwarmSpec(BaseModel):
@@ -63,6 +64,7 @@ class SwarmSpec(BaseModel):
     version: Literal[1] = 1
     model: str | None = Field(default=None, min_length=1)
     entry: str | None = None
+    sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
     agents: dict[str, AgentSpec] = Field(min_length=1)
 
 
@@ -79,6 +81,7 @@ class Agent:
     talks_to: tuple[str, ...]
     color: str
     max_turns: int
+    network: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class Swarm:
     entry: str
     source: str
     default_model: str = DEFAULT_MODEL
-    specs: dict[str, AgentSpec] = field(default_factory=dict, compare=False, repr=False)
+    sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
 
     @property
     def entry_agent(self) -> Agent:
@@ -97,14 +100,12 @@ class Swarm:
 
     def with_model(self, model: str) -> Swarm:
         """Return a copy where every agent uses ``model`` (``--model`` / ``/model``)."""
-        agents = {n: _replace_model(a, model) for n, a in self.agents.items()}
-        return Swarm(agents, self.entry, self.source, model, self.specs)
+        agents = {n: replace(a, model=model) for n, a in self.agents.items()}
+        return replace(self, agents=agents, default_model=model)
 
-
-def _replace_model(agent: Agent, model: str) -> Agent:
-    from dataclasses import replace
-
-    return replace(agent, model=model)
+    def with_network(self) -> Swarm:
+        """Return a copy where every agent's code may use the network (``--network``)."""
+        return replace(self, agents={n: replace(a, network=True) for n, a in self.agents.items()})
 
 
 def stable_color(name: str) -> str:
@@ -207,10 +208,11 @@ def _resolve(
             talks_to=tuple(dict.fromkeys(a.talks_to)),
             color=a.color or stable_color(name),
             max_turns=a.max_turns or DEFAULT_MAX_TURNS,
+            network=a.network,
         )
         for name, a in spec.agents.items()
     }
-    return Swarm(agents, entry, source, model_override or default_model, dict(spec.agents))
+    return Swarm(agents, entry, source, model_override or default_model, spec.sandbox)
 
 
 # --- YAML with line numbers -------------------------------------------------------------

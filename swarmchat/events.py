@@ -89,8 +89,12 @@ class MessageSent(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ApprovalRequested(Event):
+    """Code is about to run (emitted for every run, approved in advance or not)."""
+
     file_name: str
     code: str
+    sandbox: str = "bwrap"  # the isolation tier, "none" when unconfined
+    network: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,7 +32,7 @@ from swarmchat.events import (
     Usage,
 )
 from swarmchat.model import ChatMessage, ChatRequest, ModelClient, ToolCall
-from swarmchat.sandbox import Executor
+from swarmchat.sandbox import Sandbox
 from swarmchat.store import Store
 from swarmchat.tools import (
     Tool,
@@ -65,7 +65,7 @@ class Runner:
         store: Store,
         session_id: str,
         workspace: Workspace,
-        executor: Executor,
+        sandbox: Sandbox,
         approver: Approver,
         emit: Callable[[Event], None],
         options: RunOptions | None = None,
@@ -75,7 +75,7 @@ class Runner:
         self.store = store
         self.session_id = session_id
         self.workspace = workspace
-        self.executor = executor
+        self.sandbox = sandbox
         self.approver = approver
         self.emit = emit
         self.options = options or RunOptions()
@@ -189,7 +189,7 @@ class Runner:
             async def delegate(recipient: str, message: str) -> str:
                 return await self._delegate(agent, recipient, message, run_id, chain, depth)
 
-            ctx = ToolContext(agent, run_id, depth, self.workspace, self.executor,
+            ctx = ToolContext(agent, run_id, depth, self.workspace, self.sandbox,
                               self.approver, self.options.exec_timeout, self.emit, delegate)  # fmt: skip
             output = await tool.run(ctx)
             ok = True

@@ -1,8 +1,10 @@
 """Runs agent-written Python files: the only module that starts processes.
 
-This is the unconfined ``local`` executor: a scrubbed environment, stdin from /dev/null,
-its own session and process group (killed whole on timeout or cancel), bounded output.
-OS-level isolation slots in behind the same :class:`Executor` interface.
+A :class:`Sandbox` picks the strongest isolation tier that works on this machine, probing
+once per session: bubblewrap, then Landlock + seccomp, else it refuses to run code unless
+the user opted in to unconfined execution. Every tier shares one supervisor: stdin from
+/dev/null, its own session and process group (killed whole on timeout, cancel or flood),
+bounded output, and an explicit close of the pipes.
 """
 
 from __future__ import annotations
@@ -10,18 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
-import sys
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
+from swarmchat import confine, jail
+from swarmchat.confine import EtcDir, Limits, Runtime
+from swarmchat.errors import ToolError
 from swarmchat.settings import scrubbed_env
 
 OUTPUT_CAP = 32 * 1024
 FLOOD_LIMIT = 8 * 1024 * 1024  # past this many bytes the run is stopped
 DRAIN_SECONDS = 0.5
+SandboxMode = Literal["auto", "bwrap", "landlock", "none"]
 
 
 @dataclass(frozen=True)
@@ -35,70 +42,241 @@ class ExecResult:
 
 
 class Executor(Protocol):
-    """Something that can run ``python file`` in a workspace with a deadline."""
+    """Runs ``python file`` in a workspace with a deadline."""
 
     name: str
+    confined: bool
 
-    async def run(self, file: str, workspace: Path, timeout: float) -> ExecResult: ...
+    async def run(self, file: str, workspace: Path, timeout: float,
+                  network: bool = False) -> ExecResult: ...  # fmt: skip
 
 
-class LocalExecutor:
-    """Unconfined subprocess executor with supervisor discipline."""
+# --- tiers -------------------------------------------------------------------------------
 
-    name = "local"
 
-    def __init__(self, python: str | None = None) -> None:
-        self.python = python or os.environ.get("SWARMCHAT_PYTHON") or "python3"
+class UnconfinedExecutor:
+    """No isolation: only a scrubbed environment and the supervisor's limits."""
 
-    def env(self, workspace: Path) -> dict[str, str]:
+    name = "none"
+    confined = False
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+
+    async def run(self, file: str, workspace: Path, timeout: float,
+                  network: bool = False) -> ExecResult:  # fmt: skip
         env = scrubbed_env(os.environ)
         env.pop("PYTHONSTARTUP", None)
         env.update({"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"})
-        return env
+        return await supervise([self.python, file], workspace, env, timeout)
 
-    async def run(self, file: str, workspace: Path, timeout: float) -> ExecResult:
-        proc = await asyncio.create_subprocess_exec(
-            self.python, file,
-            cwd=str(workspace),
-            env=self.env(workspace),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-        )  # fmt: skip
-        out, err = _Capture(), _Capture()
-        assert proc.stdout is not None and proc.stderr is not None
-        both = [out, err]
 
-        def on_flood() -> None:
-            _kill_group(proc.pid)
+@dataclass
+class BwrapExecutor:
+    """Tier 1: bubblewrap namespaces, empty root, rlimits and seccomp."""
 
-        readers = [
-            asyncio.create_task(_pump(proc.stdout, out, both, on_flood)),
-            asyncio.create_task(_pump(proc.stderr, err, both, on_flood)),
-        ]
-        timed_out = False
+    bwrap: str
+    runtime: Runtime
+    limits: Limits
+    etc: EtcDir = field(default_factory=EtcDir)
+    name: str = "bwrap"
+    confined: bool = True
+
+    async def run(self, file: str, workspace: Path, timeout: float,
+                  network: bool = False) -> ExecResult:  # fmt: skip
+        self.etc.write(workspace)
+        read_fd, write_fd = os.pipe()
         try:
-            timed_out = not await _wait_exit(proc, timeout)
-            # Children that kept the pipes open get a short drain, then the group dies.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*readers), DRAIN_SECONDS)
+            os.write(write_fd, jail.seccomp_program(allow_inet=network))
         finally:
-            _kill_group(proc.pid)
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-            await _reap(proc)
-        flooded = out.flooded or err.flooded
-        return ExecResult(
-            exit_code=None if (timed_out or flooded) else proc.returncode,
-            stdout=out.text(),
-            stderr=err.text(),
-            timed_out=timed_out,
-            truncated=out.dropped > 0 or err.dropped > 0,
-            flooded=flooded,
+            os.close(write_fd)
+        try:
+            inner = confine.bwrap_argv(self.bwrap, self.runtime, workspace, network=network,
+                                       limits=self.limits, etc=self.etc, seccomp_fd=read_fd)  # fmt: skip
+            spec = {"rlimits": self.limits.rlimits(timeout, confine.user_process_count()),
+                    "keep_fds": [read_fd], "parent": os.getpid(),
+                    "env": {"PATH": confine.SYSTEM_PATH}}  # fmt: skip
+            argv = confine.jail_argv(spec, [*inner, "--", self.runtime.executable, file])
+            return await supervise(argv, workspace, {}, timeout, pass_fds=(read_fd,))
+        finally:
+            os.close(read_fd)
+
+
+@dataclass
+class LandlockExecutor:
+    """Tier 2: Landlock (files, TCP), seccomp (no IP sockets) and rlimits, no namespaces."""
+
+    runtime: Runtime
+    limits: Limits
+    name: str = "landlock"
+    confined: bool = True
+
+    async def run(self, file: str, workspace: Path, timeout: float,
+                  network: bool = False) -> ExecResult:  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="swarmchat-tmp-") as tmp:
+            spec = {
+                "rlimits": self.limits.rlimits(timeout, confine.user_process_count()),
+                "landlock": confine.landlock_paths(self.runtime, workspace, tmp, network),
+                "seccomp": True,
+                "network": network,
+                "parent": os.getpid(),
+                "env": confine.sandbox_env(workspace, self.runtime, tmp),
+            }
+            argv = confine.jail_argv(spec, [self.runtime.executable, file])
+            return await supervise(argv, workspace, {}, timeout)
+
+
+class RefusingExecutor:
+    """No tier works and the user did not opt in: code is not run."""
+
+    name = "refused"
+    confined = False
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def run(self, file: str, workspace: Path, timeout: float,
+                  network: bool = False) -> ExecResult:  # fmt: skip
+        raise ToolError(
+            f"{file} was not run: no sandbox is available on this machine ({self.reason}). "
+            "Tell the user: `swarmchat doctor` explains why; --unsafe-local-exec runs code "
+            "without isolation."
         )
+
+
+# --- choosing a tier ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierStatus:
+    name: str
+    ok: bool
+    detail: str
+
+
+class Sandbox:
+    """Chooses the executor for a session, probing each tier once."""
+
+    def __init__(self, mode: SandboxMode = "auto", allow_unconfined: bool = False,
+                 python: str | None = None, limits: Limits | None = None) -> None:  # fmt: skip
+        self.mode: SandboxMode = mode
+        self.allow_unconfined = allow_unconfined
+        self.python = python or os.environ.get("SWARMCHAT_PYTHON") or "python3"
+        self.limits = limits or Limits()
+        self._chosen: Executor | None = None
+        self._lock = asyncio.Lock()
+        self.statuses: list[TierStatus] = []
+
+    async def executor(self) -> Executor:
+        async with self._lock:
+            if self._chosen is None:
+                self._chosen = await self._choose()
+            return self._chosen
+
+    async def _choose(self) -> Executor:
+        if self.mode == "none":
+            return UnconfinedExecutor(self.python)
+        runtime = await self.runtime()
+        tiers = ["bwrap", "landlock"] if self.mode == "auto" else [self.mode]
+        for tier in tiers:
+            executor, status = await self._probe(tier, runtime)
+            self.statuses.append(status)
+            if executor is not None:
+                return executor
+        reasons = "; ".join(f"{s.name}: {s.detail}" for s in self.statuses)
+        if self.allow_unconfined:
+            return UnconfinedExecutor(runtime.executable)
+        return RefusingExecutor(reasons)
+
+    async def report(self) -> list[TierStatus]:
+        """Probe every tier (for ``swarmchat doctor``)."""
+        runtime = await self.runtime()
+        return [(await self._probe(tier, runtime))[1] for tier in ("bwrap", "landlock")]
+
+    async def runtime(self) -> Runtime:
+        python = shutil.which(self.python) or self.python
+        try:
+            result = await supervise([python, "-E", "-c", Runtime.DISCOVER], Path("/"),
+                                     scrubbed_env(os.environ), 20)  # fmt: skip
+        except FileNotFoundError:
+            raise ToolError(f"the Python interpreter '{self.python}' was not found; "
+                            "set SWARMCHAT_PYTHON") from None  # fmt: skip
+        if result.exit_code != 0:
+            raise ToolError(f"'{self.python}' did not start: {result.stderr.strip()[:200]}")
+        return Runtime.from_json(result.stdout)
+
+    async def _probe(self, tier: str, runtime: Runtime) -> tuple[Executor | None, TierStatus]:
+        executor: Executor
+        if tier == "bwrap":
+            bwrap = os.environ.get("SWARMCHAT_BWRAP") or shutil.which("bwrap")
+            if not bwrap:
+                return None, TierStatus(tier, False, "bwrap is not installed (Debian/Ubuntu: "
+                                        "apt install bubblewrap)")  # fmt: skip
+            executor = BwrapExecutor(bwrap, runtime, self.limits)
+        else:
+            abi = jail.landlock_abi()
+            if abi < 1:
+                return None, TierStatus(tier, False, "the kernel has no Landlock support")
+            if not jail.seccomp_supported():
+                return None, TierStatus(tier, False, "seccomp filter not available for this CPU")
+            executor = LandlockExecutor(runtime, self.limits)
+        with tempfile.TemporaryDirectory(prefix="swarmchat-probe-") as tmp:
+            Path(tmp, "probe.py").write_text("print('sandbox-ok')\n")
+            try:
+                result = await executor.run("probe.py", Path(tmp), 20)
+            except OSError as exc:
+                return None, TierStatus(tier, False, f"failed to start: {exc}")
+        if result.exit_code == 0 and result.stdout.strip() == "sandbox-ok":
+            detail = "works" + (f" (Landlock ABI {jail.landlock_abi()})" if tier == "landlock" else "")
+            return executor, TierStatus(tier, True, detail)
+        why = (result.stderr.strip().splitlines() or [f"exit status {result.exit_code}"])[-1]
+        return None, TierStatus(tier, False, f"probe failed: {why[:200]}")
+
+
+# --- the supervisor ----------------------------------------------------------------------
+
+
+async def supervise(argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
+                    pass_fds: tuple[int, ...] = ()) -> ExecResult:  # fmt: skip
+    """Run ``argv`` to completion or deadline; the whole process group dies afterwards."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=str(cwd), env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True, close_fds=True,
+        pass_fds=pass_fds,
+    )  # fmt: skip
+    out, err = _Capture(), _Capture()
+    assert proc.stdout is not None and proc.stderr is not None
+    both = [out, err]
+
+    def on_flood() -> None:
+        _kill_group(proc.pid)
+
+    readers = [
+        asyncio.create_task(_pump(proc.stdout, out, both, on_flood)),
+        asyncio.create_task(_pump(proc.stderr, err, both, on_flood)),
+    ]
+    timed_out = False
+    try:
+        timed_out = not await _wait_exit(proc, timeout)
+        # Children that kept the pipes open get a short drain, then the group dies.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*readers), DRAIN_SECONDS)
+    finally:
+        _kill_group(proc.pid)
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await _reap(proc)
+    flooded = out.flooded or err.flooded
+    return ExecResult(
+        exit_code=None if (timed_out or flooded) else proc.returncode,
+        stdout=out.text(),
+        stderr=err.text(),
+        timed_out=timed_out,
+        truncated=out.dropped > 0 or err.dropped > 0,
+        flooded=flooded,
+    )
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:
@@ -168,7 +346,5 @@ async def _pump(
 
 
 def _kill_group(pgid: int) -> None:
-    if sys.platform == "win32":  # pragma: no cover
-        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

@@ -23,7 +23,7 @@ from swarmchat.model import ToolSpec
 
 if TYPE_CHECKING:
     from swarmchat.approval import Approver
-    from swarmchat.sandbox import Executor
+    from swarmchat.sandbox import Sandbox
     from swarmchat.workspace import Workspace
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -37,13 +37,13 @@ def visible_controls(text: str) -> str:
 
 @dataclass
 class ToolContext:
-    """What a tool may use: the caller, the workspace, the executor and the runner."""
+    """What a tool may use: the caller, the workspace, the sandbox and the runner."""
 
     agent: Agent
     run_id: str
     depth: int
     workspace: Workspace
-    executor: Executor
+    sandbox: Sandbox
     approver: Approver
     exec_timeout: float
     emit: Callable[[Event], None]
@@ -85,10 +85,16 @@ class ExecutePyFile(Tool):
 
     async def run(self, ctx: ToolContext) -> str:
         rel, data = ctx.workspace.read(self.file_name)
+        ctx.workspace.check_can_run_code()
         code = data.decode("utf-8", errors="replace")
+        executor = await ctx.sandbox.executor()
+        if executor.name == "refused":  # say why before asking anyone to approve
+            return format_exec_result(await executor.run(rel, ctx.workspace.root, 0), 0)
+        network = ctx.agent.network
         ctx.emit(ApprovalRequested(agent=ctx.agent.name, run_id=ctx.run_id, depth=ctx.depth,
-                                   file_name=rel, code=code))  # fmt: skip
-        approved, reason = await ctx.approver.decide(rel)
+                                   file_name=rel, code=code, sandbox=executor.name,
+                                   network=network))  # fmt: skip
+        approved, reason = await ctx.approver.decide(rel, network, executor.confined)
         ctx.emit(ApprovalResolved(agent=ctx.agent.name, run_id=ctx.run_id, depth=ctx.depth,
                                   file_name=rel, approved=approved, reason=reason))  # fmt: skip
         if not approved:
@@ -97,7 +103,7 @@ class ExecutePyFile(Tool):
                                 "session is non-interactive (the user can allow it with --yes). "
                                 "Tell the user.")  # fmt: skip
             raise ToolError(f"the user declined to run {rel}.")
-        result = await ctx.executor.run(rel, ctx.workspace.root, ctx.exec_timeout)
+        result = await executor.run(rel, ctx.workspace.root, ctx.exec_timeout, network)
         return format_exec_result(result, ctx.exec_timeout)
 
 

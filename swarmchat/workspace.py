@@ -32,6 +32,17 @@ class Workspace:
         if not self.root.is_dir():
             raise ConfigError(f"workspace is not a directory: {root}")
 
+    def check_can_run_code(self) -> None:
+        """Refuse to run code whose writable directory would be ``/`` or the home directory
+        (or one of its parents): that would hand agent code the user's keys and dotfiles."""
+        home = Path.home().resolve()
+        if self.root == Path("/") or self.root == home or self.root in home.parents:
+            raise ToolError(
+                f"refusing to run code with the workspace at {self.root}: it would expose your "
+                "home directory. Tell the user to start swarmchat in a project directory or "
+                "pass --workspace DIR."
+            )
+
     def parts(self, name: str) -> list[str]:
         """Validate an agent-supplied relative path and split it into components."""
         if not name or not name.strip():

@@ -16,7 +16,7 @@ from swarmchat.config import parse_swarm
 from swarmchat.events import Event, Usage
 from swarmchat.model import ChatRequest, Completion, OnDelta, OnRetry, ToolCall
 from swarmchat.runner import Runner, RunOptions
-from swarmchat.sandbox import LocalExecutor
+from swarmchat.sandbox import Sandbox
 from swarmchat.store import Store
 from swarmchat.workspace import Workspace
 
@@ -105,6 +105,6 @@ def harness(tmp_path: Path, model: ScriptedModel, *, mode: Mode = "auto", yaml_t
     store = Store(tmp_path / "db.sqlite")
     sid = store.create_session("test.yaml", str(ws))
     events: list[Event] = []
-    runner = Runner(swarm, model, store, sid, Workspace(ws), LocalExecutor(), Approver(mode),
+    runner = Runner(swarm, model, store, sid, Workspace(ws), Sandbox(), Approver(mode),
                     events.append, options or RunOptions(exec_timeout=10))  # fmt: skip
     return Harness(runner, model, store, events, ws)

@@ -174,7 +174,7 @@ def test_bad_agents_file_names_file_and_line(cli_env, workspace) -> None:
     assert r.stderr.splitlines()[0] == (
         "swarmchat: error: agents.yaml:4: agents.a.tols: unknown field 'tols' (did you mean "
         "'tools'?); allowed: description, instructions, model, temperature, tools, talks_to, "
-        "color, max_turns")
+        "color, max_turns, network")
 
 
 def test_agents_check_and_listing(cli_env, workspace, tmp_path) -> None:

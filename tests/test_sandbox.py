@@ -1,4 +1,4 @@
-"""The local executor: scrubbed environment, bounded output, whole process group killed."""
+"""The supervisor, unconfined: scrubbed environment, bounded output, whole process group killed."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from swarmchat import sandbox
-from swarmchat.sandbox import LocalExecutor
+from swarmchat.sandbox import UnconfinedExecutor
 
 
 def run(ws: Path, code: str, timeout: float = 10):
     (ws / "t.py").write_text(code)
-    return asyncio.run(LocalExecutor().run("t.py", ws, timeout))
+    return asyncio.run(UnconfinedExecutor("python3").run("t.py", ws, timeout))
 
 
 def test_output_exit_code_and_stderr(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_secrets_are_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(2)\n")
 
     async def scenario() -> bytes:
-        task = asyncio.create_task(LocalExecutor().run("env.py", tmp_path, 10))
+        task = asyncio.create_task(UnconfinedExecutor("python3").run("env.py", tmp_path, 10))
         pid_file = tmp_path / "pid"
         for _ in range(250):
             if pid_file.exists() and pid_file.read_text():
@@ -114,7 +114,7 @@ def test_cancelling_a_run_kills_the_process_group(tmp_path: Path) -> None:
     )
 
     async def scenario() -> None:
-        task = asyncio.create_task(LocalExecutor().run("t.py", tmp_path, 60))
+        task = asyncio.create_task(UnconfinedExecutor("python3").run("t.py", tmp_path, 60))
         for _ in range(250):
             if (tmp_path / "pids").exists() and (tmp_path / "pids").read_text():
                 break

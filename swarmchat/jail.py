@@ -1,0 +1,178 @@
+"""Confinement primitives, and a tiny trampoline that applies them and execs a command.
+
+Run as a script (``python3 -I -S jail.py SPEC -- argv...``) it is the fallback tier's
+supervisor-side half: it sets rlimits, asks for SIGKILL if swarmchat dies, applies Landlock
+(filesystem and TCP) and a seccomp filter (no IP sockets, no ptrace, io_uring, bpf,
+keyctl...), closes inherited descriptors, then execs. Imported, it builds the same seccomp
+program that bubblewrap loads with ``--seccomp``. Standard library only: it also runs
+with an interpreter that has none of swarmchat's dependencies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import platform
+import resource
+import signal
+import struct
+import sys
+from typing import Any
+
+# seccomp ---------------------------------------------------------------------------------
+_ARCH = {  # machine -> (AUDIT_ARCH, {syscall name: number})
+    "x86_64": (0xC000003E, {"socket": 41, "ptrace": 101, "add_key": 248, "request_key": 249,
+                            "keyctl": 250, "perf_event_open": 298, "bpf": 321,
+                            "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+                            "io_uring_register": 427, "ioctl": 16}),
+    "aarch64": (0xC00000B7, {"socket": 198, "ptrace": 117, "add_key": 217, "request_key": 218,
+                             "keyctl": 219, "perf_event_open": 241, "bpf": 280,
+                             "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
+                             "io_uring_register": 427, "ioctl": 29}),
+}  # fmt: skip
+_DENIED = ("ptrace", "add_key", "request_key", "keyctl", "perf_event_open", "bpf",
+           "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register")  # fmt: skip
+_LD_W_ABS, _JEQ_K, _JGE_K, _RET_K = 0x20, 0x15, 0x35, 0x06
+_ALLOW, _KILL = 0x7FFF0000, 0x80000000
+_ERRNO = 0x00050000
+_AF_UNIX = 1
+_TIOCSTI = 0x5412
+
+
+def seccomp_supported() -> bool:
+    return platform.machine() in _ARCH
+
+
+def seccomp_program(allow_inet: bool) -> bytes:
+    """A classic-BPF seccomp filter as raw ``struct sock_filter`` bytes."""
+    arch, nr = _ARCH[platform.machine()]
+    eperm = _ERRNO | 1
+    ins: list[tuple[int, int, int, int]] = [
+        (_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        (_JEQ_K, 1, 0, arch),
+        (_RET_K, 0, 0, _KILL),
+        (_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        (_JGE_K, 0, 1, 0x40000000),  # x32 syscall numbers would dodge the checks below
+        (_RET_K, 0, 0, _KILL),
+    ]
+    for name in _DENIED:
+        ins += [(_JEQ_K, 0, 1, nr[name]), (_RET_K, 0, 0, eperm)]
+    # ioctl(fd, TIOCSTI): no typing into a terminal
+    ins += [(_JEQ_K, 0, 3, nr["ioctl"]), (_LD_W_ABS, 0, 0, 24), (_JEQ_K, 0, 1, _TIOCSTI),
+            (_RET_K, 0, 0, eperm), (_LD_W_ABS, 0, 0, 0)]  # fmt: skip
+    if not allow_inet:  # socket(domain != AF_UNIX) fails: no TCP, UDP, raw, netlink
+        ins += [(_JEQ_K, 0, 3, nr["socket"]), (_LD_W_ABS, 0, 0, 16), (_JEQ_K, 1, 0, _AF_UNIX),
+                (_RET_K, 0, 0, _ERRNO | 97)]  # EAFNOSUPPORT  # fmt: skip
+    ins.append((_RET_K, 0, 0, _ALLOW))
+    return b"".join(struct.pack("=HBBI", *i) for i in ins)
+
+
+def install_seccomp(program: bytes) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("@HP", len(program) // 8, ctypes.addressof(buf))  # struct sock_fprog
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    fbuf = ctypes.create_string_buffer(fprog, len(fprog))
+    if libc.prctl(22, ctypes.c_ulong(2), ctypes.c_void_p(ctypes.addressof(fbuf)),
+                  ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:  # PR_SET_SECCOMP, FILTER  # fmt: skip
+        raise OSError(ctypes.get_errno(), "seccomp filter")
+
+
+# Landlock --------------------------------------------------------------------------------
+_FS_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read file, read dir
+_FS_ALL_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1,
+                  5: (1 << 16) - 1}  # fmt: skip
+
+
+def _syscall() -> Any:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.syscall
+    fn.restype = ctypes.c_long
+    return fn
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, 0 when unavailable."""
+    try:
+        v = _syscall()(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    except (OSError, AttributeError):
+        return 0
+    return max(int(v), 0)
+
+
+def apply_landlock(read_only: list[str], read_write: list[str], network: bool) -> int:
+    """Restrict this process (and what it execs) to these paths; deny TCP unless network.
+    Returns the ABI used. Raises OSError when it cannot be enforced (fail closed)."""
+    abi = landlock_abi()
+    if abi < 1:
+        raise OSError("Landlock is not available in this kernel")
+    sc = _syscall()
+    fs_all = _FS_ALL_BY_ABI.get(abi, (1 << 16) - 1)
+    net = 0 if network or abi < 4 else 0b11  # bind + connect TCP
+    scoped = 0b11 if abi >= 6 else 0  # abstract unix sockets, signals outside the domain
+    attr = struct.pack("=QQQ", fs_all, net, scoped)
+    size = 8 if abi < 4 else (16 if abi < 6 else 24)
+    fd = sc(444, ctypes.c_char_p(attr[:size]), ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+    try:
+        for paths, access in ((read_only, _FS_READ), (read_write, fs_all)):
+            for path in paths:
+                try:
+                    pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    is_dir = os.path.isdir(path)
+                    allowed = access if is_dir else access & ((1 << 0) | (1 << 1) | (1 << 2) | (1 << 14))
+                    rule = struct.pack("=Qi", allowed & fs_all, pfd)
+                    if sc(445, ctypes.c_int(fd), ctypes.c_int(1), ctypes.c_char_p(rule),
+                          ctypes.c_uint32(0)) != 0:  # fmt: skip
+                        raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
+                finally:
+                    os.close(pfd)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+        if sc(446, ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    finally:
+        os.close(fd)
+    return abi
+
+
+# trampoline ------------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> None:
+    """``jail.py SPEC_JSON -- command...``: confine this process, then exec the command."""
+    try:
+        spec = json.loads(argv[1])
+        command = argv[argv.index("--") + 1:]
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with swarmchat
+        if os.getppid() != spec.get("parent", os.getppid()):
+            os._exit(137)  # the parent is already gone
+        for name, value in spec.get("rlimits", {}).items():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        if spec.get("landlock") is not None:
+            ll = spec["landlock"]
+            apply_landlock(ll["ro"], ll["rw"], ll["network"])
+        if spec.get("seccomp"):
+            install_seccomp(seccomp_program(allow_inet=spec.get("network", False)))
+        low = 3
+        for fd in sorted(spec.get("keep_fds", [])):  # e.g. bubblewrap's seccomp program
+            os.closerange(low, fd)
+            os.set_inheritable(fd, True)
+            low = fd + 1
+        os.closerange(low, 65536)
+        os.execve(command[0], command, spec.get("env", {}))
+    except Exception as exc:
+        sys.stderr.write(f"swarmchat-jail: {exc}\n")
+        os._exit(126)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
