@@ -25,11 +25,12 @@ _ARCH = {  # machine -> (AUDIT_ARCH, {syscall name: number})
     "x86_64": (0xC000003E, {"socket": 41, "ptrace": 101, "add_key": 248, "request_key": 249,
                             "keyctl": 250, "perf_event_open": 298, "bpf": 321,
                             "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
-                            "io_uring_register": 427, "ioctl": 16}),
+                            "io_uring_register": 427, "ioctl": 16, "connect": 42, "sendto": 44}),
     "aarch64": (0xC00000B7, {"socket": 198, "ptrace": 117, "add_key": 217, "request_key": 218,
                              "keyctl": 219, "perf_event_open": 241, "bpf": 280,
                              "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
-                             "io_uring_register": 427, "ioctl": 29}),
+                             "io_uring_register": 427, "ioctl": 29, "connect": 203,
+                             "sendto": 206}),
 }  # fmt: skip
 _DENIED = ("ptrace", "add_key", "request_key", "keyctl", "perf_event_open", "bpf",
            "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register")  # fmt: skip
@@ -44,8 +45,13 @@ def seccomp_supported() -> bool:
     return platform.machine() in _ARCH
 
 
-def seccomp_program(allow_inet: bool) -> bytes:
-    """A classic-BPF seccomp filter as raw ``struct sock_filter`` bytes."""
+def seccomp_program(allow_inet: bool, allow_unix_connect: bool = True) -> bytes:
+    """A classic-BPF seccomp filter as raw ``struct sock_filter`` bytes.
+
+    ``allow_unix_connect=False`` is for tiers that can see the host's filesystem (Landlock):
+    there a Unix socket path could reach a host service, so ``connect`` is refused and
+    ``sendto`` may not name an address.
+    """
     arch, nr = _ARCH[platform.machine()]
     eperm = _ERRNO | 1
     ins: list[tuple[int, int, int, int]] = [
@@ -62,8 +68,12 @@ def seccomp_program(allow_inet: bool) -> bytes:
     ins += [(_JEQ_K, 0, 3, nr["ioctl"]), (_LD_W_ABS, 0, 0, 24), (_JEQ_K, 0, 1, _TIOCSTI),
             (_RET_K, 0, 0, eperm), (_LD_W_ABS, 0, 0, 0)]  # fmt: skip
     if not allow_inet:  # socket(domain != AF_UNIX) fails: no TCP, UDP, raw, netlink
-        ins += [(_JEQ_K, 0, 3, nr["socket"]), (_LD_W_ABS, 0, 0, 16), (_JEQ_K, 1, 0, _AF_UNIX),
-                (_RET_K, 0, 0, _ERRNO | 97)]  # EAFNOSUPPORT  # fmt: skip
+        ins += [(_JEQ_K, 0, 4, nr["socket"]), (_LD_W_ABS, 0, 0, 16), (_JEQ_K, 0, 1, _AF_UNIX),
+                (_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, _ERRNO | 97)]  # EAFNOSUPPORT  # fmt: skip
+    if not allow_unix_connect:
+        ins += [(_JEQ_K, 0, 1, nr["connect"]), (_RET_K, 0, 0, _ERRNO | 13),  # EACCES
+                (_JEQ_K, 0, 5, nr["sendto"]), (_LD_W_ABS, 0, 0, 48), (_JEQ_K, 0, 2, 0),
+                (_LD_W_ABS, 0, 0, 52), (_JEQ_K, 1, 0, 0), (_RET_K, 0, 0, _ERRNO | 13)]  # fmt: skip
     ins.append((_RET_K, 0, 0, _ALLOW))
     return b"".join(struct.pack("=HBBI", *i) for i in ins)
 
@@ -155,13 +165,17 @@ def main(argv: list[str]) -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with swarmchat
         if os.getppid() != spec.get("parent", os.getppid()):
             os._exit(137)  # the parent is already gone
+        if spec.get("cgroup"):
+            with open(spec["cgroup"], "w") as f:  # join the run's pids cgroup
+                f.write(str(os.getpid()))
         for name, value in spec.get("rlimits", {}).items():
             resource.setrlimit(getattr(resource, name), (value, value))
         if spec.get("landlock") is not None:
             ll = spec["landlock"]
             apply_landlock(ll["ro"], ll["rw"], ll["network"])
         if spec.get("seccomp"):
-            install_seccomp(seccomp_program(allow_inet=spec.get("network", False)))
+            network = spec.get("network", False)
+            install_seccomp(seccomp_program(allow_inet=network, allow_unix_connect=network))
         low = 3
         for fd in sorted(spec.get("keep_fds", [])):  # e.g. bubblewrap's seccomp program
             os.closerange(low, fd)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from swarmchat import confine, jail
+from swarmchat.cgroups import PidsCgroup
 from swarmchat.confine import EtcDir, Limits, Runtime
 from swarmchat.errors import ToolError
 from swarmchat.settings import scrubbed_env
@@ -96,8 +97,9 @@ class BwrapExecutor:
             spec = {"rlimits": self.limits.rlimits(timeout, confine.user_process_count()),
                     "keep_fds": [read_fd], "parent": os.getpid(),
                     "env": {"PATH": confine.SYSTEM_PATH}}  # fmt: skip
-            argv = confine.jail_argv(spec, [*inner, "--", self.runtime.executable, file])
-            return await supervise(argv, workspace, {}, timeout, pass_fds=(read_fd,))
+            command = [*inner, "--", self.runtime.executable, file]
+            return await supervise_jailed(spec, command, workspace, self.limits, timeout,
+                                          pass_fds=(read_fd,))  # fmt: skip
         finally:
             os.close(read_fd)
 
@@ -122,8 +124,8 @@ class LandlockExecutor:
                 "parent": os.getpid(),
                 "env": confine.sandbox_env(workspace, self.runtime, tmp),
             }
-            argv = confine.jail_argv(spec, [self.runtime.executable, file])
-            return await supervise(argv, workspace, {}, timeout)
+            command = [self.runtime.executable, file]
+            return await supervise_jailed(spec, command, workspace, self.limits, timeout)
 
 
 class RefusingExecutor:
@@ -234,6 +236,21 @@ class Sandbox:
 
 
 # --- the supervisor ----------------------------------------------------------------------
+
+
+async def supervise_jailed(spec: dict[str, object], command: list[str], cwd: Path, limits: Limits,
+                           timeout: float, pass_fds: tuple[int, ...] = ()) -> ExecResult:  # fmt: skip
+    """Start ``command`` through the jail trampoline, inside its own pids cgroup when one
+    can be made; the cgroup is emptied afterwards, so no process of the run survives it."""
+    group = PidsCgroup.create(limits.processes)
+    if group is not None:
+        spec["cgroup"] = group.procs_file
+    try:
+        return await supervise(confine.jail_argv(spec, command), cwd, {}, timeout, pass_fds)
+    finally:
+        if group is not None:
+            group.kill_all()
+            group.remove()
 
 
 async def supervise(argv: list[str], cwd: Path, env: dict[str, str], timeout: float,

@@ -18,6 +18,7 @@ from swarmchat.errors import ConfigError, ToolError
 
 MAX_NAME = 255
 MAX_PATH = 1024
+MAX_DEPTH = 32
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -58,6 +59,8 @@ class Workspace:
             raise ToolError(f"'{name}' leaves the workspace ('..' is not allowed)")
         if not parts:
             raise ToolError(f"'{name}' is not a file name")
+        if len(parts) > MAX_DEPTH:
+            raise ToolError(f"'{name[:80]}…' is nested deeper than {MAX_DEPTH} directories")
         if any(len(p) > MAX_NAME for p in parts):
             raise ToolError(f"a component of '{name}' is longer than {MAX_NAME} characters")
         return parts
