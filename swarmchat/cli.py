@@ -215,7 +215,9 @@ def run_ask(opts: Options, prompt: str, *, json_out: bool, verbose: bool) -> Non
     elif verbose:
         renderer = PlainRenderer(sys.stderr)
     collector = Collector()
-    emit = Fanout(renderer, collector, StderrNotices(sys.stderr))
+    rich_shown = renderer is not None and not isinstance(renderer, PlainRenderer)
+    notices = StderrNotices(sys.stderr, warn_unconfined=not rich_shown)
+    emit = Fanout(renderer, collector, notices)
 
     async def go() -> None:
         try:

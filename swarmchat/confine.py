@@ -92,7 +92,8 @@ def sandbox_env(workspace: Path, runtime: Runtime, tmp: str = "/tmp") -> dict[st
     env = {"PATH": SYSTEM_PATH, "HOME": str(workspace), "TMPDIR": tmp, "LANG": "C.UTF-8",
            "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8",
            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "TERM": "dumb",
-           "USER": _user(), "LOGNAME": _user()}  # fmt: skip
+           "USER": _user(), "LOGNAME": _user(), "MPLCONFIGDIR": f"{tmp}/matplotlib",
+           "XDG_CACHE_HOME": f"{tmp}/cache"}  # fmt: skip
     if runtime.extra_paths:
         env["PYTHONPATH"] = os.pathsep.join(runtime.extra_paths)
     return env
@@ -163,4 +164,5 @@ def landlock_paths(runtime: Runtime, workspace: Path, tmp: str,
     ro = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", *runtime.read_only]
     ro += [f"/etc/{n}" for n in ETC_FILES + (NET_ETC_FILES if network else ())]
     ro += ["/dev/urandom", "/dev/random", "/dev/zero"]
-    return {"ro": ro, "rw": [str(workspace), tmp, "/dev/null"], "network": network}
+    # /dev/shm is shared with the host: POSIX semaphores (multiprocessing locks) need it.
+    return {"ro": ro, "rw": [str(workspace), tmp, "/dev/null", "/dev/shm"], "network": network}

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from swarmchat.events import (
+    ApprovalRequested,
     ApprovalResolved,
     Event,
     MessageCompleted,
@@ -67,12 +68,17 @@ class PlainRenderer:
 
 
 class StderrNotices:
-    """Lines the user must see even when nothing else is shown: code that was not run."""
+    """Lines the user must see even when nothing else is shown: code that was not run, and
+    (unless a renderer already says so) code that runs without a sandbox."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], warn_unconfined: bool = True) -> None:
         self.stream = stream
+        self.warn_unconfined = warn_unconfined
 
     def __call__(self, e: Event) -> None:
+        if isinstance(e, ApprovalRequested) and e.sandbox == "none" and self.warn_unconfined:
+            self.stream.write(f"swarmchat: warning: {e.file_name} runs UNCONFINED (no sandbox)\n")
+            self.stream.flush()
         if isinstance(e, ApprovalResolved) and not e.approved and e.reason == "non-interactive":
             self.stream.write(
                 f"swarmchat: skipped running {e.file_name} for {e.agent}: running code needs "

@@ -229,6 +229,9 @@ class RichRenderer:
 
     def _on_ApprovalRequested(self, e: ApprovalRequested) -> None:
         self.close()  # the prompt that follows owns the terminal
+        if e.sandbox == "none":
+            self._line(f"⚠ {e.file_name} runs UNCONFINED: no sandbox, with your user's full rights",
+                       "bold red", e.depth)  # fmt: skip
         if not self.show_approval_code:
             return
         self._line(f"{e.agent} wants to run {e.file_name}:", "bold yellow", e.depth)

@@ -300,11 +300,31 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:
     """Wait for the main process itself to exit (True) or the deadline (False).
 
     ``proc.wait()`` is not enough: asyncio also waits for the pipes to close, which a
-    background grandchild can keep open forever.
+    background grandchild can keep open forever. A pidfd wakes us the moment the process
+    exits; where there is none, poll.
     """
     loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        exited: asyncio.Future[None] = loop.create_future()
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, on_exit)
+        try:
+            await asyncio.wait_for(exited, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
     deadline = loop.time() + timeout
-    delay = 0.005
+    delay = 0.002
     while proc.returncode is None:
         if loop.time() >= deadline:
             return False
@@ -317,8 +337,10 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
     """Collect the process and close the transport now, while the loop still runs (a
     descendant outside the group may still hold the pipes; asyncio would wait on them)."""
     if proc.returncode is None:
+        # os.kill, not proc.kill(): Popen.send_signal polls first and would reap the child
+        # behind asyncio's watcher, which then reports a bogus exit status.
         with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+            os.kill(proc.pid, signal.SIGKILL)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), 2.0)
     transport = getattr(proc, "_transport", None)  # asyncio offers no public close

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +12,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fakeserver import FakeOpenAI
-
-SWARMCHAT = shutil.which("swarmchat", path=str(Path(sys.executable).parent)) or "swarmchat"
 
 
 @pytest.fixture
@@ -46,10 +42,3 @@ def workspace(tmp_path: Path) -> Path:
     ws = tmp_path / "ws"
     ws.mkdir()
     return ws
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = "",
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """Run the installed ``swarmchat`` command the way a shell script would."""
-    return subprocess.run([SWARMCHAT, *args], input=stdin, capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=timeout)  # fmt: skip

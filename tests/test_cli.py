@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SWARMCHAT, run_cli
+from clitools import SWARMCHAT, run_cli
 from fakeserver import FakeOpenAI, Reply, call, last_tool_output
 
 KEY = "sk-test-SECRET-0123456789"

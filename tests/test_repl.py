@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import SWARMCHAT
+from clitools import SWARMCHAT
 from fakeserver import FakeOpenAI, Reply, call
 
 

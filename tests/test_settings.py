@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from clitools import run_cli
 from fakeserver import FakeOpenAI, Reply
 
 from swarmchat.errors import AuthError

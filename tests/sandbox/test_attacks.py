@@ -48,7 +48,8 @@ def test_environment_holds_no_secrets(tier: str, ws: Path, secret_env: str) -> N
     assert secret_env.encode() not in environ
     names = {kv.split(b"=", 1)[0].decode() for kv in environ.split(b"\0") if kv}
     assert names <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONUNBUFFERED", "PYTHONIOENCODING",
-                     "PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "TERM", "USER", "LOGNAME", "PYTHONPATH", "PWD"}
+                     "PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "TERM", "USER", "LOGNAME", "PYTHONPATH", "PWD",
+                     "MPLCONFIGDIR", "XDG_CACHE_HOME"}
     assert f"HOME={ws}".encode() in environ
 
 
