@@ -232,3 +232,19 @@ def test_non_interactive_denies_code(tmp_path: Path) -> None:
     asyncio.run(h.runner.ask("x", agent="coder"))
     assert "was not run" in tool_outputs(h, "ExecutePyFile")[0]
     assert not (h.workspace / "ran").exists()
+
+
+def test_approval_question_names_unconfined_and_network() -> None:
+    from swarmchat.approval import Approver
+
+    asked: list[str] = []
+
+    async def ask(question: str) -> str:
+        asked.append(question)
+        return "n"
+
+    approver = Approver("ask", ask)
+    asyncio.run(approver.decide("a.py"))
+    asyncio.run(approver.decide("b.py", network=True, confined=False))
+    assert asked == ["Run a.py? [y]es / [n]o / [a]lways this session",
+                     "Run b.py UNCONFINED (no sandbox) with network access? [y]es / [n]o / [a]lways this session"]

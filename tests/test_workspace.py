@@ -65,3 +65,40 @@ def test_hardlink_to_outside_file_is_not_written_through(ws: Workspace, tmp_path
 def test_missing_workspace_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         Workspace(tmp_path / "nope")
+
+
+def test_directory_swapped_for_symlink_during_writes(ws: Workspace, tmp_path: Path) -> None:
+    """Agent code racing the host: ``d`` flips between a directory and a symlink out."""
+    import threading
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    d = ws.root / "d"
+    stop = threading.Event()
+
+    def flipper() -> None:
+        while not stop.is_set():
+            try:
+                if d.is_symlink():
+                    d.unlink()
+                    d.mkdir()
+                else:
+                    for child in d.iterdir():
+                        child.unlink()
+                    d.rmdir()
+                    d.symlink_to(outside)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=flipper)
+    thread.start()
+    try:
+        for i in range(2000):
+            try:
+                ws.write(f"d/f{i % 5}.txt", b"data")
+            except (ToolError, OSError):
+                pass
+    finally:
+        stop.set()
+        thread.join()
+    assert list(outside.iterdir()) == []

@@ -387,3 +387,29 @@ def test_terminal_escapes_are_made_visible(tier: str, ws: Path) -> None:
     shown = format_exec_result(r, 10)
     assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown
     assert "\\x1b]0;pwned\\x07" in shown
+
+
+def test_cpu_burner_is_stopped(tier: str, ws: Path) -> None:
+    started = time.monotonic()
+    r = run(tier, ws, "x = 0\nwhile True:\n    x += 1\n", timeout=1.5)
+    assert r.timed_out and time.monotonic() - started < 8
+
+
+def test_open_files_are_limited(tier: str, ws: Path) -> None:
+    code = ("import os\nfds = []\ntry:\n    for _ in range(5000):\n"
+            "        fds.append(os.open('.', os.O_RDONLY))\nexcept OSError as e:\n    print('stopped', e.errno)\n"
+            "print(len(fds))\n")  # fmt: skip
+    r = run(tier, ws, code)
+    assert "stopped 24" in r.stdout  # EMFILE
+    assert int(r.stdout.split()[-1]) < 1024
+
+
+def test_cannot_read_the_swarmchat_database(tier: str, ws: Path, tmp_path: Path) -> None:
+    from swarmchat.store import Store
+
+    db = tmp_path / "home" / "swarmchat.db"
+    db.parent.mkdir()
+    Store(db).close()
+    code = f"try:\n    print(open({str(db)!r}, 'rb').read()[:16])\nexcept OSError as e:\n    print('denied', e.errno)\n"
+    r = run(tier, ws, code)
+    assert "SQLite format" not in r.stdout and "denied" in r.stdout
