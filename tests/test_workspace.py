@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -94,10 +95,8 @@ def test_directory_swapped_for_symlink_during_writes(ws: Workspace, tmp_path: Pa
     thread.start()
     try:
         for i in range(2000):
-            try:
+            with contextlib.suppress(ToolError, OSError):
                 ws.write(f"d/f{i % 5}.txt", b"data")
-            except (ToolError, OSError):
-                pass
     finally:
         stop.set()
         thread.join()
