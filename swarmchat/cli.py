@@ -158,11 +158,11 @@ def doctor(
     swarm = resolve_swarm(opts)
     box = Sandbox(opts.sandbox or swarm.sandbox, opts.unsafe_local_exec)
 
-    async def check() -> tuple[list[Any], Any]:
-        return await box.report(), await box.executor()
+    async def check() -> tuple[Any, list[Any], Any]:
+        return await box.runtime(), await box.report(), await box.executor()
 
-    statuses, chosen = asyncio.run(check())
-    typer.echo(f"python: {box.python}")
+    runtime, statuses, chosen = asyncio.run(check())
+    typer.echo(f"python for agent code: {runtime.executable}")
     for s in statuses:
         typer.echo(f"  {'ok  ' if s.ok else 'no  '} {s.name:9} {s.detail}")
     if chosen.name == "refused":
