@@ -45,6 +45,8 @@ class Options:
     network: bool = False
     sandbox: SandboxMode | None = None
     unsafe_local_exec: bool = False
+    color: str = "auto"  # auto | always | never
+    brief: bool = False
 
 
 def resolve_swarm(opts: Options) -> Swarm:

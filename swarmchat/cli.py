@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import sys
 import traceback
@@ -20,9 +19,7 @@ from swarmchat import __version__
 from swarmchat.app import Options
 from swarmchat.errors import (
     InterruptedRunError,
-    RunFailedError,
     SwarmchatError,
-    TurnLimitError,
     UsageError,
 )
 from swarmchat.settings import debug_enabled
@@ -49,14 +46,19 @@ MaxTurnsOpt = Annotated[int | None, typer.Option("--max-turns", min=1, max=500, 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Seconds a Python file may run.")]
 NetworkOpt = Annotated[bool, typer.Option("--network", help="Let agent code use the network (default: no network).")]  # noqa: E501
 SandboxOpt = Annotated[str | None, typer.Option("--sandbox", help="Isolation tier: auto, bwrap, landlock or none (default: agents.yaml, else auto).", metavar="TIER")]  # noqa: E501
+ColorOpt = Annotated[str, typer.Option("--color", help="Colour: auto, always or never (NO_COLOR, FORCE_COLOR and TERM=dumb are honoured on auto).", metavar="WHEN")]  # noqa: E501
+BriefOpt = Annotated[bool, typer.Option("--brief", help="Fold each finished sub-agent exchange into one line.")]  # noqa: E501
 UnsafeOpt = Annotated[bool, typer.Option("--unsafe-local-exec", help="When no sandbox works, run agent code unconfined instead of refusing.")]  # noqa: E501
 SANDBOX_TIERS = ("auto", "bwrap", "landlock", "none")
+COLOR_CHOICES = ("auto", "always", "never")
 
 
 def _merge(ctx: typer.Context, **local: Any) -> Options:
     """Options given before the subcommand (``swarmchat -m x ask``) apply unless repeated."""
     if local.get("sandbox") not in (None, *SANDBOX_TIERS):
         raise UsageError(f"--sandbox must be one of {', '.join(SANDBOX_TIERS)}")
+    if local.get("color", "auto") not in COLOR_CHOICES:
+        raise UsageError(f"--color must be one of {', '.join(COLOR_CHOICES)}")
     root: Options = ctx.obj if isinstance(ctx.obj, Options) else Options()
     default = Options()
     given = {k: v for k, v in local.items() if v != getattr(default, k)}
@@ -75,6 +77,8 @@ def root(
     network: NetworkOpt = False,
     sandbox: SandboxOpt = None,
     unsafe_local_exec: UnsafeOpt = False,
+    color: ColorOpt = "auto",
+    brief: BriefOpt = False,
     version: Annotated[bool, typer.Option("--version", "-V", help="Show the version.")] = False,
 ) -> None:
     """Interactive chat when stdin is a terminal; otherwise the piped text is the prompt."""
@@ -83,7 +87,7 @@ def root(
         raise typer.Exit(0)
     opts = _merge(ctx, agents_file=agents, model=model, workspace=workspace, yes=yes,
                   max_turns=max_turns, timeout=timeout, network=network, sandbox=sandbox,
-                  unsafe_local_exec=unsafe_local_exec)  # fmt: skip
+                  unsafe_local_exec=unsafe_local_exec, color=color, brief=brief)  # fmt: skip
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
         return
@@ -92,7 +96,9 @@ def root(
 
         run_repl(opts)
         return
-    run_ask(opts, _read_prompt(None), json_out=False, verbose=False)
+    from swarmchat.oneshot import AskOutput, run_ask
+
+    run_ask(opts, _read_prompt(None), AskOutput())
 
 
 @app.command()
@@ -108,14 +114,29 @@ def ask(
     network: NetworkOpt = False,
     sandbox: SandboxOpt = None,
     unsafe_local_exec: UnsafeOpt = False,
+    color: ColorOpt = "auto",
+    brief: BriefOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="Print one JSON object per event, then the result (docs/jsonl.md).")] = False,  # noqa: E501
+    output_format: Annotated[str | None, typer.Option("--output-format", help="text, json or stream-json (= --jsonl).", metavar="FORMAT")] = None,  # noqa: E501
+    include_partial: Annotated[bool, typer.Option("--include-partial", help="With --jsonl: also emit message.delta events.")] = False,  # noqa: E501
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show agent activity on stderr even when it is not a terminal.")] = False,  # noqa: E501
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final answer; nothing on stderr.")] = False,  # noqa: E501
+    out: Annotated[str | None, typer.Option("--out", help="Also write the final answer to FILE.", metavar="FILE")] = None,  # noqa: E501
 ) -> None:
     """Ask once and exit. Piped stdin is appended to PROMPT as context."""
+    from swarmchat.oneshot import AskOutput, run_ask
+
     opts = _merge(ctx, agents_file=agents, model=model, workspace=workspace, yes=yes,
                   max_turns=max_turns, timeout=timeout, network=network, sandbox=sandbox,
-                  unsafe_local_exec=unsafe_local_exec)  # fmt: skip
-    run_ask(opts, _read_prompt(prompt), json_out=json_out, verbose=verbose)
+                  unsafe_local_exec=unsafe_local_exec, color=color, brief=brief)  # fmt: skip
+    formats = {"text": "text", "json": "json", "stream-json": "jsonl", "jsonl": "jsonl"}
+    if output_format is not None and output_format not in formats:
+        raise UsageError("--output-format must be text, json or stream-json")
+    fmt = "jsonl" if jsonl else "json" if json_out else formats[output_format or "text"]
+    if include_partial and fmt != "jsonl":
+        raise UsageError("--include-partial goes with --jsonl (or --output-format stream-json)")
+    run_ask(opts, _read_prompt(prompt), AskOutput(fmt, include_partial, verbose, quiet, out))
 
 
 @app.command("agents")
@@ -194,67 +215,6 @@ def _read_prompt(prompt: str | None) -> str:
     if stdin_text.strip():
         return f"{prompt.strip()}\n\n<stdin>\n{stdin_text.rstrip()}\n</stdin>"
     return prompt.strip()
-
-
-def run_ask(opts: Options, prompt: str, *, json_out: bool, verbose: bool) -> None:
-    from swarmchat.app import Session
-    from swarmchat.output import Collector, Fanout, PlainRenderer, StderrNotices
-
-    interactive = sys.stdin.isatty() and sys.stderr.isatty() and not opts.yes
-    asker = None
-    if interactive:
-        from swarmchat.repl import approval_asker
-
-        asker = approval_asker()
-    session = Session(opts, asker)
-    renderer: Any = None
-    if sys.stdout.isatty() and not json_out:
-        renderer = _rich(sys.stdout, session, asker is not None)
-    elif sys.stderr.isatty():
-        renderer = _rich(sys.stderr, session, asker is not None)
-    elif verbose:
-        renderer = PlainRenderer(sys.stderr)
-    collector = Collector()
-    rich_shown = renderer is not None and not isinstance(renderer, PlainRenderer)
-    notices = StderrNotices(sys.stderr, warn_unconfined=not rich_shown)
-    emit = Fanout(renderer, collector, notices)
-
-    async def go() -> None:
-        try:
-            await session.turn(prompt, emit)
-        finally:
-            if renderer is not None and hasattr(renderer, "close"):
-                renderer.close()
-            await session.aclose()
-
-    error: SwarmchatError | None = None
-    try:
-        asyncio.run(go())
-    except KeyboardInterrupt:
-        error = InterruptedRunError("interrupted")
-    except SwarmchatError as exc:
-        error = exc
-    result = collector.result(session.session_id)
-    if json_out:
-        if error is not None:
-            result["error"] = error.message
-            result["status"] = "cancelled" if isinstance(error, InterruptedRunError) else "failed"
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-    elif error is None and result["status"] == "completed" and not sys.stdout.isatty():
-        sys.stdout.write(result["answer"].rstrip("\n") + "\n")
-    sys.stdout.flush()
-    if error is not None:
-        raise error
-    if result["status"] == "incomplete":
-        raise TurnLimitError(result["answer"], "raise the limit with --max-turns N")
-    if result["status"] != "completed":
-        raise RunFailedError(f"the run ended as {result['status']}: {result['error']}")
-
-
-def _rich(stream: Any, session: Any, show_code: bool) -> Any:
-    from swarmchat.render_rich import RichRenderer, make_console
-
-    return RichRenderer(make_console(stream), session.swarm, show_approval_code=show_code)
 
 
 def report(error: SwarmchatError) -> int:

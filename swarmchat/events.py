@@ -58,9 +58,12 @@ class TextDelta(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class MessageCompleted(Event):
-    """An assistant message finished streaming (it may be followed by tool calls)."""
+    """An assistant message finished streaming (it may be followed by tool calls).
+
+    ``usage`` is the run's running total so far; ``text`` may be empty."""
 
     text: str
+    usage: Usage = field(default_factory=Usage)
 
 
 @dataclass(frozen=True, kw_only=True)

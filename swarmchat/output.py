@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from swarmchat.events import (
@@ -17,6 +18,7 @@ from swarmchat.events import (
     Retrying,
     RunFinished,
     RunStarted,
+    TextDelta,
     ToolCallFinished,
     ToolCallStarted,
     Usage,
@@ -24,6 +26,11 @@ from swarmchat.events import (
 from swarmchat.tools import visible_controls
 
 Sink = Callable[[Event], None]
+SCHEMA_VERSION = 1
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Fanout:
@@ -51,7 +58,7 @@ class PlainRenderer:
     def __call__(self, e: Event) -> None:
         if isinstance(e, MessageSent):
             self._write(e.depth + 1, f"{e.agent} → {e.recipient}: {e.text}")
-        elif isinstance(e, MessageCompleted) and e.depth > 0:
+        elif isinstance(e, MessageCompleted) and e.depth > 0 and e.text:
             self._write(e.depth, f"[{e.agent}] {e.text}")
         elif isinstance(e, ToolCallStarted) and e.name != "SendMessage":
             args = e.arguments
@@ -114,17 +121,78 @@ class Collector:
                 self.final = e
 
     def result(self, session_id: str) -> dict[str, Any]:
+        """The ``--json`` object, which is also the final ``result`` line of ``--jsonl``."""
         final = self.final
         total = sum(self.usage.values(), Usage())
         return {
+            "v": SCHEMA_VERSION,
+            "type": "result",
+            "ts": timestamp(),
             "answer": final.text if final else "",
             "status": final.status if final else "failed",
             "error": final.error if final else None,
             "agent": final.agent if final else None,
             "thread_id": final.thread_id if final else None,
             "session_id": session_id,
-            "usage": {a: {"model": self.models.get(a), **u.as_dict()} for a, u in self.usage.items()},
+            "usage": {
+                a: {"model": self.models.get(a), **u.as_dict(), "cost": None}
+                for a, u in self.usage.items()
+            },
+            "cost": None,  # no price table: unknown, never guessed
             "total_usage": total.as_dict(),
             "tool_calls": self.tool_calls,
             "duration_ms": int((time.monotonic() - self.started) * 1000),
         }
+
+
+class JsonlWriter:
+    """``--jsonl``: one JSON object per event (schema: docs/jsonl.md)."""
+
+    def __init__(self, stream: IO[str], session_id: str, include_partial: bool = False) -> None:
+        self.stream = stream
+        self.session_id = session_id
+        self.include_partial = include_partial
+        self._callers: dict[str, str] = {}
+
+    def write(self, kind: str, **payload: Any) -> None:
+        line = {"v": SCHEMA_VERSION, "type": kind, "ts": timestamp(), "session_id": self.session_id,
+                **payload}  # fmt: skip
+        self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(result, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def __call__(self, e: Event) -> None:
+        ids = {"agent": e.agent, "run_id": e.run_id, "depth": e.depth}
+        if isinstance(e, RunStarted):
+            self._callers[e.run_id] = e.caller
+            self.write("agent.started", **ids, caller=e.caller, thread_id=e.thread_id, model=e.model)
+        elif isinstance(e, TextDelta):
+            if self.include_partial:
+                self.write("message.delta", **ids, text=e.text)
+        elif isinstance(e, MessageCompleted):
+            if e.text:
+                self.write("agent.message", **{"from": e.agent, "to": self._callers.get(e.run_id, "user")},
+                           run_id=e.run_id, depth=e.depth, text=e.text)  # fmt: skip
+        elif isinstance(e, MessageSent):
+            self.write("agent.message", **{"from": e.agent, "to": e.recipient}, run_id=e.run_id,
+                       depth=e.depth, text=e.text)  # fmt: skip
+        elif isinstance(e, ToolCallStarted):
+            self.write("tool_call.started", **ids, call_id=e.call_id, name=e.name, arguments=e.arguments)
+        elif isinstance(e, ToolCallFinished):
+            self.write("tool_call.completed", **ids, call_id=e.call_id, name=e.name, ok=e.ok,
+                       output=e.output, duration_ms=e.duration_ms)  # fmt: skip
+        elif isinstance(e, ApprovalRequested):
+            self.write("approval.requested", **ids, file_name=e.file_name, sandbox=e.sandbox,
+                       network=e.network)  # fmt: skip
+        elif isinstance(e, ApprovalResolved):
+            self.write("approval.resolved", **ids, file_name=e.file_name, approved=e.approved,
+                       reason=e.reason)  # fmt: skip
+        elif isinstance(e, Retrying):
+            self.write("error", agent=e.agent, run_id=e.run_id, code="provider_retry", message=e.error,
+                       retryable=True, attempt=e.attempt)  # fmt: skip
+        elif isinstance(e, RunFinished):
+            self.write("agent.completed", **ids, status=e.status, usage=e.usage.as_dict(), cost=None,
+                       error=e.error)  # fmt: skip

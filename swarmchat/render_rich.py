@@ -1,16 +1,20 @@
 """The terminal renderer: the only module that imports rich.
 
-It consumes run-loop events. Sub-agent conversations appear under a ``caller → callee``
-header, indented by depth, each agent in its colour; tool calls show their arguments
-(code highlighted) and trimmed results; the entry agent's answer is rendered as Markdown
-block by block, each settled block printed once (no repainting, so no flicker).
-When agents run in parallel, one streams live and the others are buffered and printed
-as whole blocks, so their text never interleaves.
+It consumes run-loop events and prints only whole lines and settled Markdown blocks into
+scrollback, each exactly once. On a terminal, a small live region at the bottom (repainted
+a few times a second, never taller than the screen) shows the unfinished line or Markdown
+block being streamed and one status line per active agent: the live delegation tree.
+Sub-agent conversations appear under a ``caller → callee`` header, indented by depth, in
+each agent's colour; when agents run in parallel one streams and the others are printed
+as whole blocks when their message ends. ``brief`` folds each finished sub-agent exchange
+into one summary line.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from typing import IO, Any
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -31,23 +35,36 @@ from swarmchat.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from swarmchat.tools import visible_controls
+from swarmchat.markdown_stream import MarkdownBlocks
+from swarmchat.status import Board, RunView, human_tokens
+from swarmchat.tools import FILES_MARKER, visible_controls
 
 RESULT_LINES = 8
 ARG_CHARS = 400
 INDENT = 2
+IMAGE_RE = re.compile(r"\.(png|jpe?g|gif|svg|webp)$", re.I)
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+def color_enabled(flag: str, stream: IO[str]) -> bool:
+    """Colour for one stream: the flag, then NO_COLOR, FORCE_COLOR, TERM=dumb, a TTY."""
+    if flag in ("always", "never"):
+        return flag == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if any(os.environ.get(v, "0") not in ("", "0") for v in ("FORCE_COLOR", "CLICOLOR_FORCE")):
+        return True
+    if os.environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
 
 
 def make_console(file: IO[str], width: int | None = None, color: bool | None = None) -> Console:
-    """A console for ``file``; ``color=None`` lets rich decide (TTY, NO_COLOR, FORCE_COLOR)."""
-    return Console(
-        file=file,
-        width=width,
-        no_color=(color is False) or None,
-        force_terminal=True if color else None,
-        highlight=False,
-        emoji=False,
-    )
+    """A console for ``file``. Colour forced onto a pipe never brings animation with it."""
+    tty = file.isatty()
+    return Console(file=file, width=width, no_color=color is False,
+                   force_terminal=True if color and not tty else None,
+                   force_interactive=None if tty else False, highlight=False, emoji=False)  # fmt: skip
 
 
 def trim_lines(text: str, limit: int = RESULT_LINES) -> str:
@@ -57,70 +74,52 @@ def trim_lines(text: str, limit: int = RESULT_LINES) -> str:
     return "\n".join(lines[:limit]) + f"\n… ({len(lines) - limit} more lines)"
 
 
-class MarkdownBlocks:
-    """Splits streamed Markdown into settled blocks (blank line outside a code fence)."""
+class _LiveView:
+    """The bottom region: the streamed tail, then a status line per active agent."""
 
-    def __init__(self) -> None:
-        self.buffer = ""
-
-    def feed(self, text: str) -> list[str]:
-        self.buffer += text
-        blocks: list[str] = []
-        in_fence = False
-        start = 0
-        pos = 0
-        lines = self.buffer.split("\n")
-        for line in lines[:-1]:  # the last piece is not a finished line yet
-            end = pos + len(line) + 1
-            if line.lstrip().startswith(("```", "~~~")):
-                in_fence = not in_fence
-            elif not in_fence and not line.strip() and self.buffer[start:pos].strip():
-                blocks.append(self.buffer[start:pos])
-                start = end
-            pos = end
-        self.buffer = self.buffer[start:]
-        return blocks
-
-    def finish(self) -> str:
-        rest, self.buffer = self.buffer, ""
-        return rest
-
-
-class _Tail:
-    """The unsettled end of the answer, parsed only when the live display repaints
-    (a few times a second), and cut to its last lines so it never outgrows the screen."""
-
-    def __init__(self, blocks: MarkdownBlocks) -> None:
-        self.blocks = blocks
+    def __init__(self, renderer: RichRenderer) -> None:
+        self.r = renderer
+        self.frame = 0
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from rich.markdown import Markdown
         from rich.segment import Segment
 
-        text = visible_controls(self.blocks.buffer)
-        if not text.strip():
-            return
-        lines = console.render_lines(Markdown(text), options, pad=False)
-        keep = max(1, console.height - 4)
-        for line in lines[-keep:]:
-            yield from line
-            yield Segment.line()
+        r = self.r
+        self.frame += 1
+        status = [(v, line) for v, line in r.board.lines()[-8:]
+                  if not r.hidden(v.run_id) or v.depth == 1]  # fmt: skip
+        if r.owner == r.entry_run and (tail := r.markdown.tail()).strip():
+            lines = console.render_lines(Markdown(visible_controls(tail)), options, pad=False)
+            keep = max(1, console.height - 2 - len(status))  # never taller than the screen
+            for segments in lines[-keep:]:
+                yield from segments
+                yield Segment.line()
+        elif r.owner is not None and r.partial and r.owner in r.board.runs:
+            view = r.board.runs[r.owner]
+            yield Text(" " * INDENT * view.depth + r.partial, style=r.color(view.agent))
+        spin = SPINNER[self.frame % len(SPINNER)]
+        for view, label in status:
+            yield Text(" " * INDENT * view.depth + f"{spin} {label}", style=f"dim {r.color(view.agent)}")
 
 
 class RichRenderer:
-    """Renders every event of a turn to a rich console."""
+    """Renders the events of one turn to a rich console."""
 
-    def __init__(self, console: Console, swarm: Swarm, *, show_approval_code: bool = False) -> None:
+    def __init__(self, console: Console, swarm: Swarm, *, show_approval_code: bool = False,
+                 brief: bool = False, workspace: str | None = None) -> None:  # fmt: skip
         self.console = console
         self.swarm = swarm
         self.show_approval_code = show_approval_code
-        self._markdown = MarkdownBlocks()
-        self._live_owner: str | None = None  # run id whose text streams right now
-        self._buffers: dict[str, list[str]] = {}
-        self._mid_line = False
-        self._resume_prefix = False
+        self.brief = brief
+        self.workspace = workspace
+        self.board = Board()
+        self.markdown = MarkdownBlocks()
+        self.owner: str | None = None  # run whose text streams live
+        self.partial = ""  # the owner's unfinished line (sub-agents)
+        self.entry_run: str | None = None
         self._blocks_printed = 0
-        self._entry_run: str | None = None
+        self._buffers: dict[str, list[str]] = {}
         self._live: Any = None
 
     # helpers -------------------------------------------------------------------------
@@ -129,14 +128,12 @@ class RichRenderer:
         a = self.swarm.agents.get(agent)
         return a.color if a else "white"
 
-    def _break_line(self) -> None:
-        if self._mid_line:
-            self.console.file.write("\n")
-            self._mid_line = False
-            self._resume_prefix = True  # the live stream continues on a fresh, indented line
+    def hidden(self, run_id: str) -> bool:
+        """In brief mode everything below the entry agent folds into summaries."""
+        view = self.board.runs.get(run_id)
+        return self.brief and view is not None and view.depth > 0
 
     def _print(self, renderable: Any, depth: int) -> None:
-        self._break_line()
         self.console.print(Padding(renderable, (0, 0, 0, INDENT * depth)) if depth else renderable)
 
     def _line(self, text: str, style: str, depth: int) -> None:
@@ -149,49 +146,66 @@ class RichRenderer:
                         background_color="default")  # fmt: skip
         self._print(syntax, depth + 1)
 
+    def _start_live(self) -> None:
+        if self._live is None and self.console.is_interactive:
+            from rich.live import Live
+
+            self._live = Live(_LiveView(self), console=self.console, transient=True, refresh_per_second=10,
+                              redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+            self._live.start()
+
+    def close(self) -> None:
+        """Stop the live region (end of the turn, a prompt, an interrupt)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
     # events --------------------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
-        handler = getattr(self, f"_on_{type(event).__name__}", None)
-        if handler is not None:
-            handler(event)
+        hidden = self.hidden(event.run_id)
+        finished = self.board.update(event)
+        if isinstance(event, RunFinished):
+            self._on_run_finished(event, finished, hidden)
+        elif not hidden or isinstance(event, RunStarted):
+            handler = getattr(self, f"_on_{type(event).__name__}", None)
+            if handler is not None:
+                handler(event)
 
     def _on_RunStarted(self, e: RunStarted) -> None:
         if e.depth == 0:
-            self._entry_run = e.run_id
+            self.entry_run = e.run_id
+            self._start_live()
 
     def _on_TextDelta(self, e: TextDelta) -> None:
-        if e.run_id == self._entry_run:
-            for block in self._markdown.feed(e.text):
-                self._print_markdown(block)
-            self._show_tail()
-            return
-        if self._live_owner not in (None, e.run_id):
+        if self.owner not in (None, e.run_id):
             self._buffers.setdefault(e.run_id, []).append(e.text)
             return
-        prefix = " " * (INDENT * e.depth)
-        if self._live_owner is None:
-            self._break_line()
-            self._live_owner = e.run_id
-            self._resume_prefix = True
-        if self._resume_prefix:
-            self.console.print(Text(prefix), end="")
-            self._resume_prefix = False
-        text = visible_controls(e.text).replace("\n", "\n" + prefix)
-        self.console.print(Text(text, style=self.color(e.agent)), end="", soft_wrap=True)
-        self._mid_line = not text.endswith("\n" + prefix)
+        self.owner = e.run_id
+        if e.run_id == self.entry_run:
+            for block in self.markdown.feed(e.text):
+                self._print_markdown(block)
+            return
+        self.partial += visible_controls(e.text)
+        if "\n" in self.partial:
+            done, self.partial = self.partial.rsplit("\n", 1)
+            self._line(done, self.color(e.agent), e.depth)
 
     def _on_MessageCompleted(self, e: MessageCompleted) -> None:
-        if e.run_id == self._entry_run:
+        if e.run_id == self.entry_run:
             self._flush_markdown()
-        elif self._live_owner == e.run_id:
-            self._break_line()
-            self._live_owner = None
+        elif self.owner == e.run_id:
+            if self.partial:
+                self._line(self.partial, self.color(e.agent), e.depth)
         elif e.run_id in self._buffers:
             text = "".join(self._buffers.pop(e.run_id))
             self._line(visible_controls(text).rstrip(), self.color(e.agent), e.depth)
+        if self.owner == e.run_id:
+            self.owner, self.partial = None, ""
 
     def _on_MessageSent(self, e: MessageSent) -> None:
+        if self.brief:
+            return
         header = Text()
         header.append(f"{e.agent} → ", style=f"bold {self.color(e.agent)}")
         header.append(e.recipient, style=f"bold {self.color(e.recipient)}")
@@ -202,87 +216,88 @@ class RichRenderer:
         if e.name == "SendMessage":
             return  # MessageSent shows the message itself
         args = e.arguments
+        style = "bold " + self.color(e.agent)
         if isinstance(args, dict) and e.name == "File":
             name = str(args.get("file_name", "?"))
-            self._line(f"⚙ {e.agent} writes {name}", "bold " + self.color(e.agent), e.depth)
-            language = "python" if name.endswith(".py") else "text"
-            self._code(str(args.get("body", "")), language, e.depth)
+            self._line(f"⚙ {e.agent} writes {name}", style, e.depth)
+            self._code(str(args.get("body", "")), "python" if name.endswith(".py") else "text", e.depth)
             return
         if isinstance(args, dict) and e.name == "ExecutePyFile":
-            self._line(f"⚙ {e.agent} runs {args.get('file_name', '?')}",
-                       "bold " + self.color(e.agent), e.depth)  # fmt: skip
+            self._line(f"⚙ {e.agent} runs {args.get('file_name', '?')}", style, e.depth)
             return
         shown = json.dumps(args, ensure_ascii=False) if isinstance(args, dict) else str(args)
         if len(shown) > ARG_CHARS:
             shown = shown[:ARG_CHARS] + "…"
-        self._line(f"⚙ {e.agent} calls {e.name}({visible_controls(shown)})",
-                   "bold " + self.color(e.agent), e.depth)  # fmt: skip
+        self._line(f"⚙ {e.agent} calls {e.name}({visible_controls(shown)})", style, e.depth)
 
     def _on_ToolCallFinished(self, e: ToolCallFinished) -> None:
         if e.name == "SendMessage":
-            mark = "✓" if e.ok else "✗"
-            self._line(f"{mark} {e.agent} got an answer ({e.duration_ms / 1000:.1f} s)", "dim",
-                       e.depth + 1)  # fmt: skip
+            if not self.brief:
+                mark = "✓" if e.ok else "✗"
+                took = f"{e.duration_ms / 1000:.1f} s"
+                self._line(f"{mark} {e.agent} got an answer ({took})", "dim", e.depth + 1)
             return
-        style = "dim" if e.ok else "red"
-        self._line(trim_lines(visible_controls(e.output)), style, e.depth + 1)
+        self._line(trim_lines(visible_controls(e.output)), "dim" if e.ok else "red", e.depth + 1)
+        for line in e.output.splitlines():
+            if line.startswith(FILES_MARKER):
+                self._show_images(line[len(FILES_MARKER):].split(", "), e.depth + 1)
+
+    def _show_images(self, names: list[str], depth: int) -> None:
+        for name in names:
+            if IMAGE_RE.search(name) and self.workspace:
+                path = os.path.join(self.workspace, name)
+                self._print(Text.assemble("🖼  ", (path, f"underline link file://{path}")), depth)
 
     def _on_ApprovalRequested(self, e: ApprovalRequested) -> None:
-        self.close()  # the prompt that follows owns the terminal
         if e.sandbox == "none":
             self._line(f"⚠ {e.file_name} runs UNCONFINED: no sandbox, with your user's full rights",
                        "bold red", e.depth)  # fmt: skip
         if not self.show_approval_code:
             return
-        self._line(f"{e.agent} wants to run {e.file_name}:", "bold yellow", e.depth)
+        self.close()  # the prompt that follows owns the terminal
+        extra = " with network access" if e.network else ""
+        self._line(f"{e.agent} wants to run {e.file_name}{extra} (sandbox: {e.sandbox}):",
+                   "bold yellow", e.depth)  # fmt: skip
         self._code(e.code, "python", e.depth)
 
     def _on_ApprovalResolved(self, e: ApprovalResolved) -> None:
         if not e.approved:
             self._line(f"✗ {e.file_name} not run ({e.reason})", "yellow", e.depth + 1)
+        if self.entry_run in self.board.runs:
+            self._start_live()
 
     def _on_Retrying(self, e: Retrying) -> None:
         self._line(f"! {e.agent}: {e.error}; retry {e.attempt} in {e.delay:.1f} s", "yellow", e.depth)
-        if e.run_id == self._entry_run:  # the retry streams the answer again from the start
-            self.close()
-            self._markdown.finish()
+        if e.run_id == self.entry_run:  # the retry streams the answer again from the start
+            self.markdown.finish()
+        if self.owner == e.run_id:
+            self.owner, self.partial = None, ""
         self._buffers.pop(e.run_id, None)
 
-    def _on_RunFinished(self, e: RunFinished) -> None:
+    def _on_run_finished(self, e: RunFinished, view: RunView | None, hidden: bool) -> None:
         self._buffers.pop(e.run_id, None)
-        if self._live_owner == e.run_id:
-            self._break_line()
-            self._live_owner = None
-        if e.status != "completed":
+        if self.owner == e.run_id:
+            self.owner, self.partial = None, ""
+        if hidden and e.depth == 1 and view is not None:
+            first = (e.text.strip().splitlines() or [e.error or ""])[0][:120]
+            tokens = human_tokens(e.usage.total_tokens)
+            self._line(f"{view.label()} · {e.status} · {view.tool_calls} tool calls · {tokens} tokens: "
+                       f"{first}", self.color(e.agent), 1)  # fmt: skip
+        elif not hidden and e.status != "completed":
             self._flush_markdown()
             self._line(f"{e.agent}: run {e.status}" + (f": {e.error}" if e.error else ""),
                        "yellow" if e.status != "failed" else "red", e.depth)  # fmt: skip
         if e.depth == 0:
             self._flush_markdown()
+            self.close()
             u = e.usage
-            self._line(f"{e.agent} · {u.prompt_tokens:,} tokens in / {u.completion_tokens:,} out",
-                       "dim", 0)  # fmt: skip
+            tokens = f"{u.prompt_tokens:,} tokens in / {u.completion_tokens:,} out"
+            self._line(f"{e.agent} · {tokens}", "dim", 0)
 
     # markdown ------------------------------------------------------------------------
 
-    def _show_tail(self) -> None:
-        """Keep the unfinished block visible in a small live region (terminals only)."""
-        if self._live is None and self.console.is_terminal:
-            from rich.live import Live
-
-            self._live = Live(_Tail(self._markdown), console=self.console, transient=True,
-                              refresh_per_second=8, redirect_stdout=False, redirect_stderr=False)  # fmt: skip
-            self._live.start()
-
-    def close(self) -> None:
-        """Stop the live region (end of a message, a prompt, an interrupt)."""
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
     def _flush_markdown(self) -> None:
-        self.close()
-        rest = self._markdown.finish()
+        rest = self.markdown.finish()
         if rest.strip():
             self._print_markdown(rest)
         self._blocks_printed = 0
@@ -291,7 +306,6 @@ class RichRenderer:
         from rich.markdown import Markdown
 
         if self._blocks_printed and not block.lstrip().startswith(("```", "~~~")):
-            self._break_line()
             self.console.print()  # the blank line a whole-document render puts there
             # (code blocks bring their own padding)
         self._print(Markdown(visible_controls(block)), 0)

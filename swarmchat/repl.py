@@ -99,9 +99,10 @@ class Repl:
     def __init__(self, opts: Options) -> None:
         self.turn_task: asyncio.Task[Any] | None = None
         self.session = Session(opts, approval_asker(self._cancel_turn))
-        from swarmchat.render_rich import make_console
+        from swarmchat.render_rich import color_enabled, make_console
 
-        self.console = make_console(sys.stdout)
+        self.console = make_console(sys.stdout, color=color_enabled(opts.color, sys.stdout))
+        self.brief = opts.brief
         self.prompt: PromptSession[str] = PromptSession(
             history=FileHistory(str(history_file(user_home()))),
             multiline=True,
@@ -150,7 +151,8 @@ class Repl:
     async def turn(self, text: str) -> None:
         from swarmchat.render_rich import RichRenderer
 
-        renderer = RichRenderer(self.console, self.session.swarm, show_approval_code=True)
+        renderer = RichRenderer(self.console, self.session.swarm, show_approval_code=True,
+                                brief=self.brief, workspace=str(self.session.workspace.root))  # fmt: skip
         loop = asyncio.get_running_loop()
         self.turn_task = asyncio.create_task(self.session.turn(text, renderer))
         loop.add_signal_handler(signal.SIGINT, self._cancel_turn)

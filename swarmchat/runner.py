@@ -130,8 +130,7 @@ class Runner:
                                       specs, agent.temperature)  # fmt: skip
                 completion = await self.client.complete(request, on_delta, on_retry)
                 usage += completion.usage
-                if completion.text:
-                    self.emit(MessageCompleted(**ids, text=completion.text))
+                self.emit(MessageCompleted(**ids, text=completion.text, usage=usage))
                 if not completion.tool_calls:
                     self.store.add_messages(thread_id, agent.name,
                                             [ChatMessage("assistant", completion.text)])  # fmt: skip

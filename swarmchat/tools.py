@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from swarmchat.sandbox import Sandbox
     from swarmchat.workspace import Workspace
 
+FILES_MARKER = "Files created or changed: "
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -103,8 +104,16 @@ class ExecutePyFile(Tool):
                                 "session is non-interactive (the user can allow it with --yes). "
                                 "Tell the user.")  # fmt: skip
             raise ToolError(f"the user declined to run {rel}.")
+        before = ctx.workspace.snapshot()
         result = await executor.run(rel, ctx.workspace.root, ctx.exec_timeout, network)
-        return format_exec_result(result, ctx.exec_timeout)
+        after = ctx.workspace.snapshot()
+        changed = sorted(n for n, mtime in after.items() if before.get(n) != mtime)
+        text = format_exec_result(result, ctx.exec_timeout)
+        if changed:
+            shown = ", ".join(visible_controls(n) for n in changed[:20])
+            more = f" (and {len(changed) - 20} more)" if len(changed) > 20 else ""
+            text += f"\n{FILES_MARKER}{shown}{more}"
+        return text
 
 
 def format_exec_result(result: Any, timeout: float) -> str:

@@ -33,6 +33,27 @@ class Workspace:
         if not self.root.is_dir():
             raise ConfigError(f"workspace is not a directory: {root}")
 
+    def snapshot(self, limit: int = 5000) -> dict[str, float]:
+        """Modification times of files two levels deep (skipping dot-directories), bounded,
+        to tell afterwards which files a run created or changed."""
+        seen: dict[str, float] = {}
+        stack = [(self.root, "", 0)]
+        while stack and len(seen) < limit:
+            path, prefix, depth = stack.pop()
+            try:
+                entries = list(os.scandir(path))
+            except OSError:
+                continue
+            for entry in entries[:limit]:
+                try:
+                    if entry.is_file(follow_symlinks=False):
+                        seen[prefix + entry.name] = entry.stat(follow_symlinks=False).st_mtime
+                    elif depth < 1 and entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                        stack.append((Path(entry.path), f"{prefix}{entry.name}/", depth + 1))
+                except OSError:
+                    continue
+        return seen
+
     def check_can_run_code(self) -> None:
         """Refuse to run code whose writable directory would be ``/`` or the home directory
         (or one of its parents): that would hand agent code the user's keys and dotfiles."""

@@ -107,7 +107,9 @@ def test_parallel_agents_do_not_interleave() -> None:
         events += [x, y]
     events += [MessageCompleted(**b, text="one two three"), *deltas("coder", "ra", 1, " delta"),
                MessageCompleted(**a, text="alpha beta gamma delta")]  # fmt: skip
-    assert render(events) == "  alpha beta gamma\n  one two three\n   delta"
+    # The writer, buffered, prints as a block when its message ends; the coder's line,
+    # streamed live, lands whole when it completes: never a mix of the two.
+    assert render(events) == "  one two three\n  alpha beta gamma delta"
 
 
 def test_approval_and_retry_and_failure_lines() -> None:
@@ -120,7 +122,7 @@ def test_approval_and_retry_and_failure_lines() -> None:
                     error=None),
     ], show_code=True)  # fmt: skip
     assert out == """\
-  coder wants to run task.py:
+  coder wants to run task.py (sandbox: bwrap):
     print('hi')
     ✗ task.py not run (user)
   ! coder: HTTP 429: slow down; retry 1 in 2.0 s

@@ -1,0 +1,99 @@
+"""What each running agent is doing, derived from events: the live delegation tree.
+
+Pure state, no terminal: the rich renderer draws one status line per active run from it
+(``user_proxy → coder · running task.py · 3.2 s · 1.2k tokens``) and uses it for the
+one-line summaries of ``--brief``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from swarmchat.events import (
+    ApprovalRequested,
+    ApprovalResolved,
+    Event,
+    MessageCompleted,
+    Retrying,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+
+
+@dataclass
+class RunView:
+    run_id: str
+    agent: str
+    caller: str
+    depth: int
+    started: float = field(default_factory=time.monotonic)
+    activity: str = "thinking"
+    tokens: int = 0
+    tool_calls: int = 0
+    _open_tools: dict[str, str] = field(default_factory=dict)
+
+    def label(self) -> str:
+        return self.agent if self.depth == 0 else f"{self.caller} → {self.agent}"
+
+
+def tool_activity(e: ToolCallStarted) -> str:
+    args = e.arguments if isinstance(e.arguments, dict) else {}
+    if e.name == "File":
+        return f"writing {args.get('file_name', 'a file')}"
+    if e.name == "ExecutePyFile":
+        return f"running {args.get('file_name', 'a file')}"
+    if e.name == "SendMessage":
+        return f"waiting for {args.get('recipient', 'an agent')}"
+    return f"calling {e.name}"
+
+
+class Board:
+    """Active runs, most recently started last."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunView] = {}
+
+    def update(self, e: Event) -> RunView | None:
+        """Apply an event; returns the run it finished, if any."""
+        if isinstance(e, RunStarted):
+            self.runs[e.run_id] = RunView(e.run_id, e.agent, e.caller, e.depth)
+            return None
+        view = self.runs.get(e.run_id)
+        if view is None:
+            return None
+        if isinstance(e, TextDelta):
+            view.activity = "answering"
+        elif isinstance(e, MessageCompleted):
+            view.tokens = e.usage.total_tokens
+            view.activity = "thinking"
+        elif isinstance(e, ToolCallStarted):
+            view.tool_calls += 1
+            view._open_tools[e.call_id] = tool_activity(e)
+            view.activity = ", ".join(view._open_tools.values())
+        elif isinstance(e, ToolCallFinished):
+            view._open_tools.pop(e.call_id, None)
+            view.activity = ", ".join(view._open_tools.values()) or "thinking"
+        elif isinstance(e, ApprovalRequested):
+            view.activity = f"waiting for approval to run {e.file_name}"
+        elif isinstance(e, ApprovalResolved):
+            view.activity = f"running {e.file_name}" if e.approved else "thinking"
+        elif isinstance(e, Retrying):
+            view.activity = f"retrying (attempt {e.attempt + 1})"
+        elif isinstance(e, RunFinished):
+            view.tokens = e.usage.total_tokens
+            return self.runs.pop(e.run_id)
+        return None
+
+    def lines(self, now: float | None = None) -> list[tuple[RunView, str]]:
+        now = time.monotonic() if now is None else now
+        return [(v, f"{v.label()} · {v.activity} · {now - v.started:.1f} s" +
+                 (f" · {human_tokens(v.tokens)} tokens" if v.tokens else ""))
+                for v in self.runs.values()]  # fmt: skip
+
+
+def human_tokens(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
