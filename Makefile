@@ -33,6 +33,7 @@ test: $(STAMP) sandbox-deps
 bench: $(STAMP) sandbox-deps
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/render.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

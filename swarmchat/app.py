@@ -7,6 +7,7 @@ is validated and the key checked first, and ``openai`` loads only when a turn ne
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,16 +74,18 @@ class Session:
         mode: Mode = "auto" if opts.yes else ("ask" if asker else "deny")
         self.approver = Approver(mode, asker)
         self._client = client
+        self._client_lock = threading.Lock()  # the REPL warms the client in a thread
         self._runner: Runner | None = None
         self.opts = opts
 
     @property
     def client(self) -> ModelClient:
-        if self._client is None:
-            from swarmchat.client import OpenAIChatClient  # imports openai: ~1 s
+        with self._client_lock:
+            if self._client is None:
+                from swarmchat.client import OpenAIChatClient  # imports openai: ~1 s
 
-            self._client = OpenAIChatClient(self.provider)
-        return self._client
+                self._client = OpenAIChatClient(self.provider)
+            return self._client
 
     def runner(self, emit: Callable[[Event], None]) -> Runner:
         if self._runner is None:

@@ -1,9 +1,12 @@
-"""The interactive chat: the only module that imports prompt_toolkit.
+"""The interactive chat: the only module that imports prompt_toolkit (and owns the TTY).
 
-Enter submits; Alt/Esc+Enter, Ctrl-J or a trailing backslash insert a newline; Ctrl-R
-searches the history (kept private in the user data directory). Ctrl-C cancels a running
-turn and returns to the prompt, clears a non-empty prompt, and exits when pressed twice
-on an empty one; Ctrl-D exits.
+Enter submits; Alt/Esc+Enter, Ctrl-J or a trailing backslash insert a newline; pasted
+text keeps its newlines; Ctrl-G or Ctrl-X Ctrl-E edit the prompt in $VISUAL/$EDITOR;
+Ctrl-R searches the history (kept private in the user data directory); Tab completes
+slash commands, ``@agent`` names and workspace files. Ctrl-C cancels a running turn and
+returns to the prompt, clears a non-empty prompt, and exits when pressed twice on an
+empty one; Ctrl-D exits. What is typed while a turn runs is kept, unechoed, and becomes
+the next message.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ import contextlib
 import os
 import signal
 import sys
+import termios
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import create_output
@@ -26,18 +33,13 @@ from prompt_toolkit.output import create_output
 from swarmchat import __version__
 from swarmchat.app import Options, Session
 from swarmchat.approval import Asker
+from swarmchat.commands import NAMES, CommandState, run_command, unknown_agent
 from swarmchat.errors import SwarmchatError
+from swarmchat.events import Event, RunFinished, Usage
 from swarmchat.settings import ensure_private_dir, user_home
+from swarmchat.status import human_tokens
 
 EXIT_WINDOW = 2.0
-HELP = """\
-/help            this list
-/agents          the swarm: each agent, its model, tools and who it talks to
-/model NAME      use NAME for every agent from now on
-/new             start fresh threads (every agent forgets this conversation)
-/exit            leave (also Ctrl-D, or Ctrl-C twice on an empty prompt)
-Enter sends · Alt+Enter, Ctrl-J or a trailing \\ adds a line · Ctrl-R searches history
-Ctrl-C during a turn cancels it."""
 
 
 def approval_asker(on_interrupt: Callable[[], None] | None = None) -> Asker:
@@ -78,6 +80,10 @@ def _key_bindings() -> KeyBindings:
     def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 
+    @kb.add("c-g")
+    def _editor(event: KeyPressEvent) -> None:
+        event.current_buffer.open_in_editor(validate_and_handle=False)
+
     @kb.add("c-c")
     def _interrupt(event: KeyPressEvent) -> None:
         if event.current_buffer.text:
@@ -88,6 +94,23 @@ def _key_bindings() -> KeyBindings:
     return kb
 
 
+class SwarmCompleter(Completer):
+    """Slash commands at the start, ``@agent`` names, otherwise workspace file names."""
+
+    def __init__(self, agents: Callable[[], list[str]], workspace: Path) -> None:
+        self.agents = agents
+        self.paths = PathCompleter(get_paths=lambda: [str(workspace)], expanduser=False)
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        word = document.get_word_before_cursor(WORD=True)
+        if word.startswith("/") and document.text_before_cursor.lstrip() == word:
+            yield from (Completion(n, -len(word)) for n in NAMES if n.startswith(word))
+        elif word.startswith("@"):
+            yield from (Completion("@" + a, -len(word)) for a in self.agents() if ("@" + a).startswith(word))
+        elif word:
+            yield from self.paths.get_completions(Document(word, len(word)), complete_event)
+
+
 def history_file(home: Path) -> Path:
     path = ensure_private_dir(home) / "history"
     if not path.exists():
@@ -95,20 +118,52 @@ def history_file(home: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def typed_ahead() -> Iterator[None]:
+    """While a turn runs, keystrokes are not echoed into the output and Enter is kept as
+    Enter, so what the user types waits in the terminal and becomes the next prompt's
+    input (and is sent if it ended with Enter). Ctrl-C still interrupts."""
+    fd = sys.stdin.fileno()
+    try:
+        saved = termios.tcgetattr(fd)
+    except (termios.error, OSError):
+        yield
+        return
+    quiet = list(saved)
+    quiet[0] &= ~termios.ICRNL
+    quiet[3] &= ~(termios.ECHO | termios.ECHONL)
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
 class Repl:
     def __init__(self, opts: Options) -> None:
-        self.turn_task: asyncio.Task[Any] | None = None
-        self.session = Session(opts, approval_asker(self._cancel_turn))
         from swarmchat.render_rich import color_enabled, make_console
 
+        self.turn_task: asyncio.Task[Any] | None = None
+        self.session = Session(opts, approval_asker(self._cancel_turn))
         self.console = make_console(sys.stdout, color=color_enabled(opts.color, sys.stdout))
-        self.brief = opts.brief
+        self.state = CommandState(brief=opts.brief)
+        self.usage = Usage()
         self.prompt: PromptSession[str] = PromptSession(
             history=FileHistory(str(history_file(user_home()))),
             multiline=True,
             key_bindings=_key_bindings(),
+            enable_open_in_editor=True,
+            completer=SwarmCompleter(lambda: list(self.session.swarm.agents), self.session.workspace.root),
+            complete_while_typing=False,
+            bottom_toolbar=self.toolbar,
             prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
         )
+
+    def toolbar(self) -> str:
+        s = self.session
+        approval = {"auto": "auto-approve", "ask": "ask before running", "deny": "no code"}[s.approver.mode]
+        return (f" {s.swarm.source} · {s.swarm.entry_agent.model} · {approval} · "
+                f"{human_tokens(self.usage.total_tokens)} tokens · cost unknown ")  # fmt: skip
 
     def _cancel_turn(self) -> None:
         if self.turn_task is not None:
@@ -123,9 +178,10 @@ class Repl:
         s = self.session
         self.say(f"swarmchat {__version__} · {s.swarm.source} · talking to {s.swarm.entry} "
                  f"({s.swarm.entry_agent.model}) · /help for commands")  # fmt: skip
+        threading.Thread(target=_warm_client, args=(s,), daemon=True).start()
         last_interrupt = 0.0
         try:
-            while True:
+            while self.state.running:
                 try:
                     text = await self.prompt.prompt_async("you › ")
                 except KeyboardInterrupt:
@@ -141,25 +197,41 @@ class Repl:
                 if not text:
                     continue
                 if text.startswith("/"):
-                    if not self.command(text):
-                        break
-                    continue
-                await self.turn(text)
+                    run_command(text, s, self.state, self.say)
+                elif text.startswith("@"):
+                    name, _, message = text[1:].partition(" ")
+                    if name not in s.swarm.agents:
+                        self.say(unknown_agent(s.swarm, name), "yellow")
+                    elif not message.strip():
+                        self.say(f"usage: @{name} your message", "yellow")
+                    else:
+                        await self.turn(message.strip(), name)
+                else:
+                    await self.turn(text)
         finally:
             await s.aclose()
 
-    async def turn(self, text: str) -> None:
+    def _count(self, event: Event) -> None:
+        if isinstance(event, RunFinished):
+            self.usage = self.usage + event.usage
+
+    async def turn(self, text: str, agent: str | None = None) -> None:
+        from swarmchat.output import Fanout
         from swarmchat.render_rich import RichRenderer
 
-        renderer = RichRenderer(self.console, self.session.swarm, show_approval_code=True,
-                                brief=self.brief, workspace=str(self.session.workspace.root))  # fmt: skip
+        s = self.session
+        renderer = RichRenderer(self.console, s.swarm, show_approval_code=s.approver.mode == "ask",
+                                brief=self.state.brief, workspace=str(s.workspace.root))  # fmt: skip
         loop = asyncio.get_running_loop()
-        self.turn_task = asyncio.create_task(self.session.turn(text, renderer))
+        emit = Fanout(renderer, self._count)
+        self.turn_task = asyncio.create_task(self.session.turn(text, emit, agent))
         loop.add_signal_handler(signal.SIGINT, self._cancel_turn)
         try:
-            await self.turn_task
+            with typed_ahead():
+                await self.turn_task
         except asyncio.CancelledError:
-            self.say("interrupted: the turn was cancelled", "yellow")
+            renderer.close()
+            self.say("interrupted: the turn was cancelled; what was received is kept", "yellow")
         except SwarmchatError as exc:
             self.say(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), "red")
         finally:
@@ -167,32 +239,11 @@ class Repl:
             loop.remove_signal_handler(signal.SIGINT)
             self.turn_task = None
 
-    def command(self, line: str) -> bool:
-        """Handle a slash command; False means leave the REPL."""
-        name, _, arg = line.partition(" ")
-        arg = arg.strip()
-        if name in ("/exit", "/quit"):
-            return False
-        if name == "/help":
-            self.say(HELP, "")
-        elif name == "/new":
-            self.session.new_threads()
-            self.say("fresh threads: the agents have forgotten this conversation")
-        elif name == "/agents":
-            for a in self.session.swarm.agents.values():
-                tools = ", ".join([*a.tools, *(["SendMessage"] if a.talks_to else [])]) or "-"
-                talks = ", ".join(a.talks_to) or "-"
-                mark = " (entry)" if a.name == self.session.swarm.entry else ""
-                self.say(f"{a.name}{mark} · {a.model} · tools: {tools} · talks to: {talks}", a.color)
-        elif name == "/model":
-            if not arg:
-                self.say(f"model: {self.session.swarm.entry_agent.model} (usage: /model NAME)")
-            else:
-                self.session.set_model(arg)
-                self.say(f"every agent now uses {arg}")
-        else:
-            self.say(f"unknown command {name}; /help lists them", "yellow")
-        return True
+
+def _warm_client(session: Session) -> None:
+    """Import openai and build the client while the user types (it takes ~1 s)."""
+    with contextlib.suppress(Exception):
+        _ = session.client
 
 
 def run_repl(opts: Options) -> None:

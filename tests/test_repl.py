@@ -14,8 +14,12 @@ from clitools import SWARMCHAT
 from fakeserver import FakeOpenAI, Reply, call
 
 
-def spawn(env: dict[str, str], cwd: Path, *args: str) -> pexpect.spawn:
-    env = {**env, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+def spawn(env: dict[str, str], cwd: Path, *args: str, cpr: bool = False) -> pexpect.spawn:
+    """The REPL in a pseudo-terminal; ``cpr=True`` when the test answers cursor-position
+    requests itself (prompt_toolkit shows the bottom toolbar only once it knows them)."""
+    env = {**env, "TERM": "xterm"}
+    if not cpr:
+        env["PROMPT_TOOLKIT_NO_CPR"] = "1"
     return pexpect.spawn(SWARMCHAT, list(args), env=env, cwd=str(cwd), encoding="utf-8",
                          dimensions=(40, 100), timeout=20)  # fmt: skip
 
@@ -108,7 +112,7 @@ def test_approval_prompt_and_slash_commands(fake: FakeOpenAI, cli_env, workspace
     child.send("/help\r")
     child.expect("/new")
     child.send("/agents\r")
-    child.expect("talks to: coder")
+    child.expect("└─ coder · gpt-4.1-mini · File, ExecutePyFile")
     child.send("go\r")
     child.expect(r"Run task\.py\? \[y\]es / \[n\]o / \[a\]lways this session")
     child.send("a\r")
@@ -171,3 +175,92 @@ def test_interrupted_ask_exits_130(fake: FakeOpenAI, cli_env, workspace) -> None
 def _no_inherited_tty_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
     os.environ.pop("LINES", None)
+
+
+def test_at_agent_talks_to_a_specialist_and_show_prints_its_thread(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("coder", Reply(text="coder here, fixing it"))
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("@coder fix the bug in task.py\r")
+    child.expect("coder here, fixing it")
+    child.expect("you ›")
+    child.send("@nobody hi\r")
+    child.expect("no agent named 'nobody'")
+    child.send("/show coder\r")
+    child.expect("user → coder")
+    child.expect("user: fix the bug in task.py")
+    child.expect("coder: coder here, fixing it")
+    assert finish(child) == 0
+    assert fake.for_agent("coder")[0].body["messages"][-1]["content"] == "fix the bug in task.py"
+    assert not fake.for_agent("user_proxy")
+
+
+def test_typing_during_a_turn_becomes_the_next_message(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy", Reply(text="slow " * 150, chunk_delay=0.02), Reply(text="answer to the queued one"))
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("first\r")
+    child.expect("slow")
+    child.send("queued question\r")  # typed while the first answer still streams
+    child.expect("answer to the queued one", timeout=30)
+    child.expect("you ›")
+    assert finish(child) == 0
+    assert [r.body["messages"][-1]["content"] for r in fake.requests] == ["first", "queued question"]
+
+
+def test_tab_completion_toolbar_and_toggles(fake: FakeOpenAI, cli_env, workspace) -> None:
+    (workspace / "data_file.csv").write_text("x")
+    fake.script("coder", Reply(text="ok"))
+    child = spawn(cli_env, workspace, cpr=True)
+    child.expect("\x1b\\[6n")  # where is the cursor?
+    child.send("\x1b[1;1R")
+    child.expect("ask before running")  # the bottom toolbar
+    child.send("/ag\t")
+    child.expect("/agents")
+    child.send("\r")
+    child.expect("└─ coder")
+    child.send("/yes\r")
+    child.expect("code now runs without asking")
+    child.expect("\x1b\\[6n")
+    child.send("\x1b[1;1R")
+    child.expect("auto-approve")
+    child.send("@co\t")
+    child.expect("@coder")
+    child.send(" read data_f\t")
+    child.expect("data_file.csv")
+    child.send("\r")
+    child.expect("ok")
+    child.expect("you ›")
+    assert finish(child) == 0
+    assert fake.requests[0].body["messages"][-1]["content"] == "read data_file.csv"
+
+
+def test_brief_folds_sub_agent_exchanges(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy", Reply(tool_calls=[call("SendMessage", recipient="coder", message="do it")]),
+                Reply(text="final answer"))
+    fake.script("coder", Reply(text="detailed coder chatter"))
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("/brief\r")
+    child.expect("fold into one line")
+    child.send("go\r")
+    child.expect(r"user_proxy → coder · completed · 0 tool calls · 15 tokens: detailed coder chatter")
+    child.expect("final answer")
+    child.expect("you ›")
+    assert finish(child) == 0
+
+
+def test_ctrl_g_edits_the_prompt_in_editor(fake: FakeOpenAI, cli_env, workspace, tmp_path) -> None:
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nprintf "written in the editor" > "$1"\n')
+    editor.chmod(0o755)
+    fake.script("user_proxy", Reply(text="got the edited prompt"))
+    child = spawn({**cli_env, "EDITOR": str(editor), "VISUAL": str(editor)}, workspace)
+    child.expect("you ›")
+    child.sendcontrol("g")
+    time.sleep(0.5)
+    child.send("\r")
+    child.expect("got the edited prompt")
+    child.expect("you ›")
+    assert finish(child) == 0
+    assert fake.requests[0].body["messages"][-1]["content"] == "written in the editor"
