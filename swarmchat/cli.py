@@ -228,8 +228,9 @@ def report(error: SwarmchatError) -> int:
 def run(args: list[str]) -> int:
     """Run the CLI with ``args``; return the exit code (the one place codes are decided)."""
     try:
-        app(args=args, prog_name="swarmchat", standalone_mode=False)
-        return 0
+        # Without standalone mode the framework returns an exit code (typer.Exit) or None.
+        code = app(args=args, prog_name="swarmchat", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except SwarmchatError as exc:
         if debug_enabled():
             traceback.print_exc()

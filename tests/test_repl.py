@@ -264,3 +264,44 @@ def test_ctrl_g_edits_the_prompt_in_editor(fake: FakeOpenAI, cli_env, workspace,
     child.expect("you ›")
     assert finish(child) == 0
     assert fake.requests[0].body["messages"][-1]["content"] == "written in the editor"
+
+
+def test_ctrl_c_stops_agents_and_running_code_within_a_second(fake: FakeOpenAI, cli_env, workspace) -> None:
+    marker = "sleeper_ctrl_c_test.py"
+    fake.script("user_proxy", Reply(text="Delegating.", tool_calls=[call("SendMessage", recipient="coder", message="run")]))
+    fake.script("coder",
+                Reply(tool_calls=[call("File", chain_of_thought="", file_name=marker,
+                                       body="import subprocess, sys, time\n"
+                                            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+                                            "print('started', flush=True)\ntime.sleep(60)\n")]),
+                Reply(tool_calls=[call("ExecutePyFile", file_name=marker)]))  # fmt: skip
+    child = spawn(cli_env, workspace, "-y")
+    child.expect("you ›")
+    child.send("go\r")
+    child.expect(f"runs {marker}")
+    deadline = time.monotonic() + 10
+    while not _running(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running(marker)
+    started = time.monotonic()
+    child.sendintr()
+    child.expect("interrupted")
+    child.expect("you ›")
+    while _running(marker) and time.monotonic() - started < 3:
+        time.sleep(0.02)
+    assert not _running(marker)
+    assert time.monotonic() - started < 1.5
+    assert finish(child) == 0
+
+
+def _running(marker: str) -> bool:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in Path(entry.path, "cmdline").read_bytes():
+                    state = Path(entry.path, "stat").read_text().rsplit(") ", 1)[1][0]
+                    if state != "Z":
+                        return True
+            except OSError:
+                pass
+    return False
