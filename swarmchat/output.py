@@ -23,7 +23,7 @@ from swarmchat.events import (
     ToolCallStarted,
     Usage,
 )
-from swarmchat.tools import visible_controls
+from swarmchat.textsafe import visible_controls
 
 Sink = Callable[[Event], None]
 SCHEMA_VERSION = 1

@@ -37,7 +37,7 @@ from swarmchat.events import (
 )
 from swarmchat.markdown_stream import MarkdownBlocks
 from swarmchat.status import Board, RunView, human_tokens
-from swarmchat.tools import FILES_MARKER, visible_controls
+from swarmchat.textsafe import FILES_MARKER, visible_controls
 
 RESULT_LINES = 8
 ARG_CHARS = 400

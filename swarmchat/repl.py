@@ -178,7 +178,10 @@ class Repl:
         s = self.session
         self.say(f"swarmchat {__version__} · {s.swarm.source} · talking to {s.swarm.entry} "
                  f"({s.swarm.entry_agent.model}) · /help for commands")  # fmt: skip
-        threading.Thread(target=_warm_client, args=(s,), daemon=True).start()
+        # Warm the client only once the prompt is on screen: importing openai competes for
+        # the interpreter and would delay the first paint.
+        warm = threading.Thread(target=_warm_client, args=(s,), daemon=True)
+        asyncio.get_running_loop().call_later(0.2, warm.start)
         last_interrupt = 0.0
         try:
             while self.state.running:

@@ -8,7 +8,6 @@ so a tool's contract lives in one place.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -20,21 +19,12 @@ from swarmchat.config import BUILTIN_TOOLS, Agent, Swarm
 from swarmchat.errors import ToolError
 from swarmchat.events import ApprovalRequested, ApprovalResolved, Event
 from swarmchat.model import ToolSpec
+from swarmchat.textsafe import FILES_MARKER, visible_controls
 
 if TYPE_CHECKING:
     from swarmchat.approval import Approver
     from swarmchat.sandbox import Sandbox
     from swarmchat.workspace import Workspace
-
-FILES_MARKER = "Files created or changed: "
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def visible_controls(text: str) -> str:
-    """Make control characters visible (``\\x1b`` -> ``^[``) so output cannot drive a
-    terminal or smuggle escape sequences to the model."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
 
 @dataclass
 class ToolContext:
