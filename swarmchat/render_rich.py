@@ -34,6 +34,7 @@ from swarmchat.events import (
     TextDelta,
     ToolCallFinished,
     ToolCallStarted,
+    Usage,
 )
 from swarmchat.markdown_stream import MarkdownBlocks
 from swarmchat.status import Board, RunView, human_tokens
@@ -119,6 +120,7 @@ class RichRenderer:
         self.partial = ""  # the owner's unfinished line (sub-agents)
         self.entry_run: str | None = None
         self._blocks_printed = 0
+        self._turn_usage = Usage()  # every agent's tokens this turn, for the footer
         self._buffers: dict[str, list[str]] = {}
         self._live: Any = None
 
@@ -134,7 +136,7 @@ class RichRenderer:
         return self.brief and view is not None and view.depth > 0
 
     def _print(self, renderable: Any, depth: int) -> None:
-        self.console.print(Padding(renderable, (0, 0, 0, INDENT * depth)) if depth else renderable)
+        self.console.print(Padding(renderable, (0, 0, 0, INDENT * depth), expand=False) if depth else renderable)
 
     def _line(self, text: str, style: str, depth: int) -> None:
         self._print(Text(text, style=style), depth)
@@ -275,6 +277,7 @@ class RichRenderer:
         self._buffers.pop(e.run_id, None)
 
     def _on_run_finished(self, e: RunFinished, view: RunView | None, hidden: bool) -> None:
+        self._turn_usage = self._turn_usage + e.usage
         self._buffers.pop(e.run_id, None)
         if self.owner == e.run_id:
             self.owner, self.partial = None, ""
@@ -290,9 +293,9 @@ class RichRenderer:
         if e.depth == 0:
             self._flush_markdown()
             self.close()
-            u = e.usage
+            u = self._turn_usage
             tokens = f"{u.prompt_tokens:,} tokens in / {u.completion_tokens:,} out"
-            self._line(f"{e.agent} · {tokens}", "dim", 0)
+            self._line(f"{tokens} · all agents · cost unknown", "dim", 0)
 
     # markdown ------------------------------------------------------------------------
 

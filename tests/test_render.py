@@ -59,7 +59,8 @@ def delegation() -> list[Event]:
                          ok=True, duration_ms=30),
         *deltas("coder", "r1", 1, "42"),
         MessageCompleted(**c, text="42"),
-        RunFinished(**c, caller="user_proxy", thread_id="t1", status="completed", text="42"),
+        RunFinished(**c, caller="user_proxy", thread_id="t1", status="completed", text="42",
+                    usage=Usage(800, 20)),
         ToolCallFinished(**p, call_id="s", name="SendMessage", output="42", ok=True, duration_ms=1500),
         *deltas("user_proxy", "r0", 0, "# Answer\n\nIt is **42**.\n\n```python\nprint(6 * 7)\n```\n"),
         MessageCompleted(**p, text="..."),
@@ -95,7 +96,7 @@ It is 42.
 
  print(6 * 7)
 
-user_proxy · 1,200 tokens in / 34 out"""
+2,000 tokens in / 54 out · all agents · cost unknown"""
 
 
 def test_parallel_agents_do_not_interleave() -> None:
@@ -159,3 +160,36 @@ def test_plain_renderer() -> None:
         "    ok: exit status 0",
         "  [coder] 42",
     ]
+
+
+def test_brief_folds_each_sub_agent_exchange_into_one_line() -> None:
+    buf = io.StringIO()
+    renderer = RichRenderer(make_console(buf, width=100, color=False), SWARM, brief=True)
+    for e in delegation():
+        renderer(e)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "  user_proxy → coder · completed · 2 tool calls · 820 tokens: 42"
+    assert not any("task.py" in line or "Compute 6*7" in line for line in lines)
+    assert "Answer" in buf.getvalue()
+
+
+def test_images_from_a_run_are_shown_as_file_links() -> None:
+    buf = io.StringIO()
+    renderer = RichRenderer(make_console(buf, width=100, color=False), SWARM, workspace="/work/ws")
+    renderer(ToolCallFinished(agent="coder", run_id="r", depth=1, call_id="c", name="ExecutePyFile",
+                              output="exit status 0\nFiles created or changed: data.csv, plot.png", ok=True,
+                              duration_ms=5))  # fmt: skip
+    assert buf.getvalue().splitlines()[-1] == "    🖼  /work/ws/plot.png"
+    linked = io.StringIO()
+    renderer = RichRenderer(make_console(linked, width=100, color=True), SWARM, workspace="/work/ws")
+    renderer(ToolCallFinished(agent="coder", run_id="r", depth=1, call_id="c", name="ExecutePyFile",
+                              output="Files created or changed: plot.png", ok=True, duration_ms=5))  # fmt: skip
+    assert "\x1b]8;" in linked.getvalue() and "file:///work/ws/plot.png" in linked.getvalue()
+
+
+def test_markdown_tail_is_bounded() -> None:
+    from swarmchat.markdown_stream import TAIL_CHARS
+
+    md = MarkdownBlocks()
+    md.feed("word " * 10_000 + "\nlast line")
+    assert len(md.tail()) <= TAIL_CHARS and md.tail().endswith("last line")

@@ -305,3 +305,15 @@ def _running(marker: str) -> bool:
             except OSError:
                 pass
     return False
+
+
+def test_bracketed_paste_keeps_newlines(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy", Reply(text="pasted ok"))
+    child = spawn(cli_env, workspace)
+    child.expect("you ›")
+    child.send("\x1b[200~first pasted line\nsecond pasted line\x1b[201~")
+    child.send("\r")
+    child.expect("pasted ok")
+    child.expect("you ›")
+    assert finish(child) == 0
+    assert fake.requests[0].body["messages"][-1]["content"] == "first pasted line\nsecond pasted line"
