@@ -136,7 +136,9 @@ class RichRenderer:
         return self.brief and view is not None and view.depth > 0
 
     def _print(self, renderable: Any, depth: int) -> None:
-        self.console.print(Padding(renderable, (0, 0, 0, INDENT * depth), expand=False) if depth else renderable)
+        if depth:
+            renderable = Padding(renderable, (0, 0, 0, INDENT * depth), expand=False)
+        self.console.print(renderable)
 
     def _line(self, text: str, style: str, depth: int) -> None:
         self._print(Text(text, style=style), depth)
