@@ -23,7 +23,8 @@ from swarmchat.events import MessageCompleted, RunFinished, RunStarted, TextDelt
 from swarmchat.render_rich import RichRenderer
 
 SWARM = parse_swarm("agents:\n  a:\n    description: x\n", "bench")
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "model", "agent", "swarm", "code", "file", "thread"]
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "model", "agent",
+         "swarm", "code", "file", "thread"]
 
 
 def answer(tokens: int, seed: int = 1) -> str:
