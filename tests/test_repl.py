@@ -52,7 +52,7 @@ def test_ctrl_c_cancels_turn_and_thread_stays_valid(fake: FakeOpenAI, cli_env, w
     child.sendintr()
     child.expect("interrupted")
     child.expect("you ›")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 1.0
     child.send("again\r")
     child.expect("second answer")
     child.expect("you ›")
@@ -290,7 +290,7 @@ def test_ctrl_c_stops_agents_and_running_code_within_a_second(fake: FakeOpenAI, 
     while _running(marker) and time.monotonic() - started < 3:
         time.sleep(0.02)
     assert not _running(marker)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 1.0
     assert finish(child) == 0
 
 

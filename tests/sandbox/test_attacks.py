@@ -413,3 +413,22 @@ def test_cannot_read_the_swarmchat_database(tier: str, ws: Path, tmp_path: Path)
     code = f"try:\n    print(open({str(db)!r}, 'rb').read()[:16])\nexcept OSError as e:\n    print('denied', e.errno)\n"
     r = run(tier, ws, code)
     assert "SQLite format" not in r.stdout and "denied" in r.stdout
+
+
+def test_dangerous_syscalls_are_refused(tier: str, ws: Path) -> None:
+    """io_uring, bpf, keyctl and ptrace are refused by the seccomp filter (EPERM)."""
+    import platform
+
+    numbers = {"x86_64": {"io_uring_setup": 425, "bpf": 321, "keyctl": 250, "ptrace": 101},
+               "aarch64": {"io_uring_setup": 425, "bpf": 280, "keyctl": 219, "ptrace": 117}}  # fmt: skip
+    table = numbers.get(platform.machine())
+    if table is None:
+        pytest.skip(f"no syscall table for {platform.machine()}")
+    code = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            f"for name, nr in {table!r}.items():\n"
+            "    rc = libc.syscall(nr, 0, 0, 0, 0)\n"
+            "    print(name, rc, ctypes.get_errno())\n")  # fmt: skip
+    r = run(tier, ws, code)
+    results = {line.split()[0]: (int(line.split()[1]), int(line.split()[2])) for line in r.stdout.splitlines()}
+    assert set(results) == set(table), r.stderr
+    assert all(rc == -1 and err == 1 for rc, err in results.values()), results  # EPERM
