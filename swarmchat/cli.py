@@ -155,7 +155,7 @@ def agents_cmd(
         return
     rows = [("AGENT", "MODEL", "TOOLS", "TALKS TO")]
     for a in swarm.agents.values():
-        tools = [*a.tools, *(["SendMessage"] if a.talks_to else [])]
+        tools = a.all_tools
         name = a.name + (" *" if a.name == swarm.entry else "")
         rows.append((name, a.model, ", ".join(tools) or "-", ", ".join(a.talks_to) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]

@@ -55,7 +55,7 @@ def agent_tree(swarm: Swarm) -> list[tuple[int, str, str]]:
             rows.append((depth, f"{name} (see above)", a.color))
             return
         seen.add(name)
-        tools = ", ".join([*a.tools, *(["SendMessage"] if a.talks_to else [])]) or "no tools"
+        tools = ", ".join(a.all_tools) or "no tools"
         net = " · network" if a.network else ""
         rows.append((depth, f"{name} · {a.model} · {tools}{net}", a.color))
         for peer in a.talks_to:

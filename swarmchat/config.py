@@ -83,6 +83,11 @@ class Agent:
     max_turns: int
     network: bool = False
 
+    @property
+    def all_tools(self) -> tuple[str, ...]:
+        """The tools the model sees: the declared ones, plus SendMessage with talks_to."""
+        return (*self.tools, *(("SendMessage",) if self.talks_to else ()))
+
 
 @dataclass(frozen=True)
 class Swarm:

@@ -95,7 +95,7 @@ def _write_result(result: dict[str, Any], output: AskOutput, rendered: bool) -> 
     import json
 
     completed = result["status"] == "completed"
-    if output.format == "json" or output.format == "jsonl":
+    if output.format in ("json", "jsonl"):  # the same object ends a --jsonl stream
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     elif completed and not rendered:
         sys.stdout.write(result["answer"].rstrip("\n") + "\n")

@@ -166,6 +166,8 @@ class Sandbox:
         self.python = python or os.environ.get("SWARMCHAT_PYTHON") or "python3"
         self.limits = limits or Limits()
         self._chosen: Executor | None = None
+        self._runtime: Runtime | None = None
+        self._probed: dict[str, tuple[Executor | None, TierStatus]] = {}
         self._lock = asyncio.Lock()
         self.statuses: list[TierStatus] = []
 
@@ -196,6 +198,12 @@ class Sandbox:
         return [(await self._probe(tier, runtime))[1] for tier in ("bwrap", "landlock")]
 
     async def runtime(self) -> Runtime:
+        """The interpreter for agent code, discovered once per session."""
+        if self._runtime is None:
+            self._runtime = await self._discover_runtime()
+        return self._runtime
+
+    async def _discover_runtime(self) -> Runtime:
         python = shutil.which(self.python) or self.python
         try:
             result = await supervise([python, "-E", "-c", Runtime.DISCOVER], Path("/"),
@@ -208,6 +216,12 @@ class Sandbox:
         return Runtime.from_json(result.stdout)
 
     async def _probe(self, tier: str, runtime: Runtime) -> tuple[Executor | None, TierStatus]:
+        """Probe a tier once; ``doctor`` and the session's choice share the answer."""
+        if tier not in self._probed:
+            self._probed[tier] = await self._probe_uncached(tier, runtime)
+        return self._probed[tier]
+
+    async def _probe_uncached(self, tier: str, runtime: Runtime) -> tuple[Executor | None, TierStatus]:
         executor: Executor
         if tier == "bwrap":
             bwrap = os.environ.get("SWARMCHAT_BWRAP") or shutil.which("bwrap")
