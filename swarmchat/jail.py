@@ -10,6 +10,7 @@ with an interpreter that has none of swarmchat's dependencies.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -18,6 +19,7 @@ import resource
 import signal
 import struct
 import sys
+import time
 from typing import Any
 
 # seccomp ---------------------------------------------------------------------------------
@@ -156,8 +158,93 @@ def apply_landlock(read_only: list[str], read_write: list[str], network: bool) -
 # trampoline ------------------------------------------------------------------------------
 
 
+def _confine_and_exec(spec: dict[str, Any], command: list[str]) -> None:
+    """Apply limits and confinement to this process, then become ``command``."""
+    for name, value in spec.get("rlimits", {}).items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    if spec.get("landlock") is not None:
+        ll = spec["landlock"]
+        apply_landlock(ll["ro"], ll["rw"], ll["network"])
+    if spec.get("seccomp"):
+        network = spec.get("network", False)
+        install_seccomp(seccomp_program(allow_inet=network, allow_unix_connect=network))
+    low = 3
+    for fd in sorted(spec.get("keep_fds", [])):  # e.g. bubblewrap's seccomp program
+        os.closerange(low, fd)
+        os.set_inheritable(fd, True)
+        low = fd + 1
+    os.closerange(low, 65536)
+    os.execve(command[0], command, spec.get("env", {}))
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    if int(f.read().rsplit(") ", 1)[1].split()[1]) == pid:
+                        found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def _kill_descendants() -> None:
+    """As a subreaper every orphan of the run becomes our child: kill children until none
+    is left (each kill re-parents the grandchildren to us)."""
+    me = os.getpid()
+    for _ in range(500):
+        kids = _children(me)
+        if not kids:
+            return
+        for kid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGKILL)
+        while True:  # reap what died
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        time.sleep(0.005)
+
+
+def _supervise(spec: dict[str, Any], command: list[str]) -> None:
+    """Stay as the parent of the confined command (tiers without a pid namespace): adopt
+    orphans as a subreaper, and kill the whole tree when the command exits, when swarmchat
+    says so (SIGTERM) or when swarmchat dies (the parent-death signal)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: a chance to clean up
+
+    def stop(signum: int, frame: object) -> None:
+        _kill_descendants()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    if os.getppid() != spec.get("parent", os.getppid()):
+        stop(signal.SIGTERM, None)
+    child = os.fork()
+    if child == 0:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # dies if the supervisor dies
+            _confine_and_exec(spec, command)
+        except Exception as exc:
+            sys.stderr.write(f"swarmchat-jail: {exc}\n")
+        os._exit(126)
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            break
+    _kill_descendants()
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)  # killed by signal N: 128 + N, like a shell
+
+
 def main(argv: list[str]) -> None:
-    """``jail.py SPEC_JSON -- command...``: confine this process, then exec the command."""
+    """``jail.py SPEC_JSON -- command...``: confine the command and run it."""
     try:
         spec = json.loads(argv[1])
         command = argv[argv.index("--") + 1:]
@@ -168,21 +255,9 @@ def main(argv: list[str]) -> None:
         if spec.get("cgroup"):
             with open(spec["cgroup"], "w") as f:  # join the run's pids cgroup
                 f.write(str(os.getpid()))
-        for name, value in spec.get("rlimits", {}).items():
-            resource.setrlimit(getattr(resource, name), (value, value))
-        if spec.get("landlock") is not None:
-            ll = spec["landlock"]
-            apply_landlock(ll["ro"], ll["rw"], ll["network"])
-        if spec.get("seccomp"):
-            network = spec.get("network", False)
-            install_seccomp(seccomp_program(allow_inet=network, allow_unix_connect=network))
-        low = 3
-        for fd in sorted(spec.get("keep_fds", [])):  # e.g. bubblewrap's seccomp program
-            os.closerange(low, fd)
-            os.set_inheritable(fd, True)
-            low = fd + 1
-        os.closerange(low, 65536)
-        os.execve(command[0], command, spec.get("env", {}))
+        if spec.get("supervise"):
+            _supervise(spec, command)
+        _confine_and_exec(spec, command)
     except Exception as exc:
         sys.stderr.write(f"swarmchat-jail: {exc}\n")
         os._exit(126)

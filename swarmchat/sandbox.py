@@ -120,6 +120,7 @@ class LandlockExecutor:
                 "rlimits": self.limits.rlimits(timeout, confine.user_process_count()),
                 "landlock": confine.landlock_paths(self.runtime, workspace, tmp, network),
                 "seccomp": True,
+                "supervise": True,  # no pid namespace: the jail stays as the tree's reaper
                 "network": network,
                 "parent": os.getpid(),
                 "env": confine.sandbox_env(workspace, self.runtime, tmp),
@@ -260,7 +261,8 @@ async def supervise_jailed(spec: dict[str, object], command: list[str], cwd: Pat
     if group is not None:
         spec["cgroup"] = group.procs_file
     try:
-        return await supervise(confine.jail_argv(spec, command), cwd, {}, timeout, pass_fds)
+        return await supervise(confine.jail_argv(spec, command), cwd, {}, timeout, pass_fds,
+                               terminate_first=bool(spec.get("supervise")))  # fmt: skip
     finally:
         if group is not None:
             group.kill_all()
@@ -268,8 +270,11 @@ async def supervise_jailed(spec: dict[str, object], command: list[str], cwd: Pat
 
 
 async def supervise(argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
-                    pass_fds: tuple[int, ...] = ()) -> ExecResult:  # fmt: skip
-    """Run ``argv`` to completion or deadline; the whole process group dies afterwards."""
+                    pass_fds: tuple[int, ...] = (), terminate_first: bool = False) -> ExecResult:  # fmt: skip
+    """Run ``argv`` to completion or deadline; the whole process group dies afterwards.
+
+    ``terminate_first``: the process is a jail that kills its own tree on SIGTERM (it also
+    reaches daemons that left the process group), so it gets that chance first."""
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=str(cwd), env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -294,6 +299,11 @@ async def supervise(argv: list[str], cwd: Path, env: dict[str, str], timeout: fl
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*readers), DRAIN_SECONDS)
     finally:
+        if terminate_first and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                await _wait_exit(proc, 1.0)
         _kill_group(proc.pid)
         for task in readers:
             task.cancel()
