@@ -79,8 +79,8 @@ class ExecutePyFile(Tool):
         ctx.workspace.check_can_run_code()
         code = data.decode("utf-8", errors="replace")
         executor = await ctx.sandbox.executor()
-        if executor.name == "refused":  # say why before asking anyone to approve
-            return format_exec_result(await executor.run(rel, ctx.workspace.root, 0), 0)
+        if executor.name == "refused":  # its run() raises the reason, before anyone is asked
+            await executor.run(rel, ctx.workspace.root, 0)
         network = ctx.agent.network
         ctx.emit(ApprovalRequested(agent=ctx.agent.name, run_id=ctx.run_id, depth=ctx.depth,
                                    file_name=rel, code=code, sandbox=executor.name,
