@@ -12,6 +12,7 @@ import pexpect
 import pytest
 from clitools import SWARMCHAT
 from fakeserver import FakeOpenAI, Reply, call
+from proctools import pids_running
 
 
 def spawn(env: dict[str, str], cwd: Path, *args: str, cpr: bool = False) -> pexpect.spawn:
@@ -280,31 +281,18 @@ def test_ctrl_c_stops_agents_and_running_code_within_a_second(fake: FakeOpenAI, 
     child.send("go\r")
     child.expect(f"runs {marker}")
     deadline = time.monotonic() + 10
-    while not _running(marker) and time.monotonic() < deadline:
+    while not pids_running(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _running(marker)
+    assert pids_running(marker)
     started = time.monotonic()
     child.sendintr()
     child.expect("interrupted")
     child.expect("you ›")
-    while _running(marker) and time.monotonic() - started < 3:
+    while pids_running(marker) and time.monotonic() - started < 3:
         time.sleep(0.02)
-    assert not _running(marker)
+    assert not pids_running(marker)
     assert time.monotonic() - started < 1.0
     assert finish(child) == 0
-
-
-def _running(marker: str) -> bool:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in Path(entry.path, "cmdline").read_bytes():
-                    state = Path(entry.path, "stat").read_text().rsplit(") ", 1)[1][0]
-                    if state != "Z":
-                        return True
-            except OSError:
-                pass
-    return False
 
 
 def test_bracketed_paste_keeps_newlines(fake: FakeOpenAI, cli_env, workspace) -> None:

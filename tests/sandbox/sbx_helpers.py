@@ -7,15 +7,16 @@ says about itself.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from proctools import pids_running, wait_until_gone
 
 from swarmchat.sandbox import ExecResult, Executor, Sandbox
+
+__all__ = ["TIERS", "executor_for", "pids_running", "run", "script_name", "wait_until_gone"]
 
 TIERS = ("bwrap", "landlock")
 _executors: dict[str, Executor | str] = {}
@@ -44,24 +45,3 @@ def run(tier: str, ws: Path, code: str, *, timeout: float = 10, network: bool = 
     return asyncio.run(executor_for(tier).run(name, ws, timeout, network))
 
 
-def pids_running(marker: str) -> list[int]:
-    """Host PIDs of live (non-zombie) processes whose command line mentions ``marker``."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = Path(entry.path, "cmdline").read_bytes()
-            state = Path(entry.path, "stat").read_text().rsplit(") ", 1)[1][0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def wait_until_gone(marker: str, seconds: float = 5) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while (alive := pids_running(marker)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive

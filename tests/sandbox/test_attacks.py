@@ -277,15 +277,22 @@ def test_timeout_kills_code_that_ignores_sigterm(tier: str, ws: Path) -> None:
     assert wait_until_gone(name) == []
 
 
-def test_detached_daemons_do_not_outlive_the_run(tier: str, ws: Path) -> None:
-    name = script_name()
-    code = (
+def daemon_code(name: str, daemon_body: str) -> str:
+    """Agent code that double-forks, leaves the session and execs ``daemon_body`` (the
+    script ``name`` on its command line so the host can find it), then returns."""
+    return (
         "import os, sys, time\n"
         "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-        f"        os.execv(sys.executable, [sys.executable, '-c', 'import time\\nfor _ in range(600):\\n    open(\"beat\", \"a\").write(\"x\")\\n    time.sleep(0.1)', {name!r}])\n"
+        f"        os.execv(sys.executable, [sys.executable, '-c', '{daemon_body}', {name!r}])\n"
         "    os._exit(0)\n"
-        "time.sleep(0.5)\nprint('parent exits')\n"
+        "time.sleep(0.5)\n"
     )
+
+
+def test_detached_daemons_do_not_outlive_the_run(tier: str, ws: Path) -> None:
+    name = script_name()
+    beat = "import time\\nfor _ in range(600):\\n    open(\"beat\", \"a\").write(\"x\")\\n    time.sleep(0.1)"
+    code = daemon_code(name, beat) + "print('parent exits')\n"
     r = run(tier, ws, code, name=name)
     assert r.exit_code == 0
     assert wait_until_gone(name) == []
@@ -436,13 +443,7 @@ def test_daemons_die_without_a_cgroup_too(tier: str, ws: Path, monkeypatch: pyte
 
     monkeypatch.setattr(sandbox.PidsCgroup, "create", classmethod(lambda cls, n: None))
     name = script_name()
-    code = (
-        "import os, sys, time\n"
-        "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-        f"        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {name!r}])\n"
-        "    os._exit(0)\n"
-        "time.sleep(0.5)\n"
-    )
+    code = daemon_code(name, "import time; time.sleep(60)")
     r = run(tier, ws, code, name=name)
     assert r.exit_code == 0
     assert wait_until_gone(name) == []
