@@ -27,6 +27,7 @@ sandbox-deps:
 
 test: $(STAMP) sandbox-deps
 	$(BIN)/ruff check swarmchat tests bench
+	$(BIN)/ruff format --check swarmchat tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

@@ -23,8 +23,22 @@ from swarmchat.events import MessageCompleted, RunFinished, RunStarted, TextDelt
 from swarmchat.render_rich import RichRenderer
 
 SWARM = parse_swarm("agents:\n  a:\n    description: x\n", "bench")
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "model", "agent",
-         "swarm", "code", "file", "thread"]
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "model",
+    "agent",
+    "swarm",
+    "code",
+    "file",
+    "thread",
+]
 
 
 def answer(tokens: int, seed: int = 1) -> str:
@@ -44,8 +58,14 @@ def answer(tokens: int, seed: int = 1) -> str:
 
 
 def console() -> Console:
-    return Console(file=io.StringIO(), width=100, height=40, force_terminal=True,
-                   force_interactive=True, color_system="truecolor")  # fmt: skip
+    return Console(
+        file=io.StringIO(),
+        width=100,
+        height=40,
+        force_terminal=True,
+        force_interactive=True,
+        color_system="truecolor",
+    )
 
 
 def markdown_cpu(text: str) -> float:
@@ -54,7 +74,7 @@ def markdown_cpu(text: str) -> float:
     start = time.process_time()
     renderer(RunStarted(**ids, caller="user", thread_id="t", model="m"))
     for i in range(0, len(text), 4):
-        renderer(TextDelta(**ids, text=text[i:i + 4]))
+        renderer(TextDelta(**ids, text=text[i : i + 4]))
     renderer(MessageCompleted(**ids, text=text))
     renderer(RunFinished(**ids, caller="user", thread_id="t", status="completed", text=text))
     return time.process_time() - start
@@ -64,7 +84,7 @@ def raw_cpu(text: str) -> float:
     c = console()
     start = time.process_time()
     for i in range(0, len(text), 4):
-        c.print(Text(text[i:i + 4], style="cyan"), end="")
+        c.print(Text(text[i : i + 4], style="cyan"), end="")
     return time.process_time() - start
 
 

@@ -32,8 +32,13 @@ def repl_prompt(exe: str) -> float:
 
     samples = []
     with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "OPENAI_API_KEY": "sk-bench-not-used", "SWARMCHAT_HOME": home,
-               "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}  # fmt: skip
+        env = {
+            **os.environ,
+            "OPENAI_API_KEY": "sk-bench-not-used",
+            "SWARMCHAT_HOME": home,
+            "TERM": "xterm",
+            "PROMPT_TOOLKIT_NO_CPR": "1",
+        }
         for _ in range(RUNS):
             start = time.perf_counter()
             child = pexpect.spawn(exe, [], env=env, cwd=home, encoding="utf-8", timeout=10)

@@ -60,8 +60,7 @@ def resolve_swarm(opts: Options) -> Swarm:
 class Session:
     """Everything a conversation needs; one per REPL or per ``ask``."""
 
-    def __init__(self, opts: Options, asker: Asker | None = None,
-                 client: ModelClient | None = None) -> None:  # fmt: skip
+    def __init__(self, opts: Options, asker: Asker | None = None, client: ModelClient | None = None) -> None:
         self.swarm = resolve_swarm(opts)
         self.provider = provider_from_env()
         self.workspace = Workspace(Path(opts.workspace) if opts.workspace else Path.cwd())
@@ -93,14 +92,21 @@ class Session:
             from swarmchat.runner import Runner, RunOptions
 
             options = RunOptions(max_turns=self.opts.max_turns, exec_timeout=self.opts.timeout)
-            self._runner = Runner(self.swarm, self.client, self.store, self.session_id,
-                                  self.workspace, self.sandbox, self.approver, emit,
-                                  options)  # fmt: skip
+            self._runner = Runner(
+                self.swarm,
+                self.client,
+                self.store,
+                self.session_id,
+                self.workspace,
+                self.sandbox,
+                self.approver,
+                emit,
+                options,
+            )
         self._runner.emit = emit
         return self._runner
 
-    async def turn(self, text: str, emit: Callable[[Event], None],
-                   agent: str | None = None) -> RunFinished:  # fmt: skip
+    async def turn(self, text: str, emit: Callable[[Event], None], agent: str | None = None) -> RunFinished:
         return await self.runner(emit).ask(text, agent)
 
     def new_threads(self) -> None:

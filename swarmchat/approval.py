@@ -27,8 +27,7 @@ class Approver:
     def auto_approves(self) -> bool:
         return self.mode == "auto"
 
-    async def decide(self, file_name: str, network: bool = False,
-                     confined: bool = True) -> tuple[bool, str]:  # fmt: skip
+    async def decide(self, file_name: str, network: bool = False, confined: bool = True) -> tuple[bool, str]:
         """Return ``(approved, reason)``; reason is ``--yes``, ``always``, ``user`` or
         ``non-interactive``."""
         if self.mode == "auto":
@@ -40,7 +39,8 @@ class Approver:
                 return True, "always"
             assert self._ask is not None
             extra = (" UNCONFINED (no sandbox)" if not confined else "") + (
-                " with network access" if network else "")
+                " with network access" if network else ""
+            )
             answer = await self._ask(f"Run {file_name}{extra}? [y]es / [n]o / [a]lways this session")
             if answer == "a":
                 self.mode = "auto"

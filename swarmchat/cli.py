@@ -34,21 +34,62 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    help="Chat with a swarm of agents: a user proxy that delegates to specialists.\n\n"
-    + EXIT_CODES_HELP,
+    help="Chat with a swarm of agents: a user proxy that delegates to specialists.\n\n" + EXIT_CODES_HELP,
 )
 
-AgentsOpt = Annotated[str | None, typer.Option("--agents", "-a", help="Agents file (default: ./agents.yaml, else the bundled one).", metavar="FILE")]  # noqa: E501
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model for every agent (overrides SWARMCHAT_MODEL and agents.yaml).")]  # noqa: E501
-WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Directory agents may write and run files in (default: current).", metavar="DIR")]  # noqa: E501
+AgentsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--agents", "-a", help="Agents file (default: ./agents.yaml, else the bundled one).", metavar="FILE"
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model for every agent (overrides SWARMCHAT_MODEL and agents.yaml)."),
+]
+WorkspaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Directory agents may write and run files in (default: current).",
+        metavar="DIR",
+    ),
+]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Run agent code without asking.")]
-MaxTurnsOpt = Annotated[int | None, typer.Option("--max-turns", min=1, max=500, help="Turn limit for every run (default: per agent, 20).")]  # noqa: E501
+MaxTurnsOpt = Annotated[
+    int | None,
+    typer.Option("--max-turns", min=1, max=500, help="Turn limit for every run (default: per agent, 20)."),
+]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Seconds a Python file may run.")]
-NetworkOpt = Annotated[bool, typer.Option("--network", help="Let agent code use the network (default: no network).")]  # noqa: E501
-SandboxOpt = Annotated[str | None, typer.Option("--sandbox", help="Isolation tier: auto, bwrap, landlock or none (default: agents.yaml, else auto).", metavar="TIER")]  # noqa: E501
-ColorOpt = Annotated[str, typer.Option("--color", help="Colour: auto, always or never (NO_COLOR, FORCE_COLOR and TERM=dumb are honoured on auto).", metavar="WHEN")]  # noqa: E501
-BriefOpt = Annotated[bool, typer.Option("--brief", help="Fold each finished sub-agent exchange into one line.")]  # noqa: E501
-UnsafeOpt = Annotated[bool, typer.Option("--unsafe-local-exec", help="When no sandbox works, run agent code unconfined instead of refusing.")]  # noqa: E501
+NetworkOpt = Annotated[
+    bool, typer.Option("--network", help="Let agent code use the network (default: no network).")
+]
+SandboxOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sandbox",
+        help="Isolation tier: auto, bwrap, landlock or none (default: agents.yaml, else auto).",
+        metavar="TIER",
+    ),
+]
+ColorOpt = Annotated[
+    str,
+    typer.Option(
+        "--color",
+        help="Colour: auto, always or never (NO_COLOR, FORCE_COLOR and TERM=dumb are honoured on auto).",
+        metavar="WHEN",
+    ),
+]
+BriefOpt = Annotated[
+    bool, typer.Option("--brief", help="Fold each finished sub-agent exchange into one line.")
+]
+UnsafeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe-local-exec", help="When no sandbox works, run agent code unconfined instead of refusing."
+    ),
+]
 SANDBOX_TIERS = ("auto", "bwrap", "landlock", "none")
 COLOR_CHOICES = ("auto", "always", "never")
 
@@ -85,9 +126,20 @@ def root(
     if version:
         typer.echo(f"swarmchat {__version__}")
         raise typer.Exit(0)
-    opts = _merge(ctx, agents_file=agents, model=model, workspace=workspace, yes=yes,
-                  max_turns=max_turns, timeout=timeout, network=network, sandbox=sandbox,
-                  unsafe_local_exec=unsafe_local_exec, color=color, brief=brief)  # fmt: skip
+    opts = _merge(
+        ctx,
+        agents_file=agents,
+        model=model,
+        workspace=workspace,
+        yes=yes,
+        max_turns=max_turns,
+        timeout=timeout,
+        network=network,
+        sandbox=sandbox,
+        unsafe_local_exec=unsafe_local_exec,
+        color=color,
+        brief=brief,
+    )
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
         return
@@ -117,19 +169,45 @@ def ask(
     color: ColorOpt = "auto",
     brief: BriefOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="Print one JSON object per event, then the result (docs/jsonl.md).")] = False,  # noqa: E501
-    output_format: Annotated[str | None, typer.Option("--output-format", help="text, json or stream-json (= --jsonl).", metavar="FORMAT")] = None,  # noqa: E501
-    include_partial: Annotated[bool, typer.Option("--include-partial", help="With --jsonl: also emit message.delta events.")] = False,  # noqa: E501
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show agent activity on stderr even when it is not a terminal.")] = False,  # noqa: E501
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final answer; nothing on stderr.")] = False,  # noqa: E501
-    out: Annotated[str | None, typer.Option("--out", help="Also write the final answer to FILE.", metavar="FILE")] = None,  # noqa: E501
+    jsonl: Annotated[
+        bool,
+        typer.Option("--jsonl", help="Print one JSON object per event, then the result (docs/jsonl.md)."),
+    ] = False,
+    output_format: Annotated[
+        str | None,
+        typer.Option("--output-format", help="text, json or stream-json (= --jsonl).", metavar="FORMAT"),
+    ] = None,
+    include_partial: Annotated[
+        bool, typer.Option("--include-partial", help="With --jsonl: also emit message.delta events.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show agent activity on stderr even when it is not a terminal."),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the final answer; nothing on stderr.")
+    ] = False,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Also write the final answer to FILE.", metavar="FILE")
+    ] = None,
 ) -> None:
     """Ask once and exit. Piped stdin is appended to PROMPT as context."""
     from swarmchat.oneshot import AskOutput, run_ask
 
-    opts = _merge(ctx, agents_file=agents, model=model, workspace=workspace, yes=yes,
-                  max_turns=max_turns, timeout=timeout, network=network, sandbox=sandbox,
-                  unsafe_local_exec=unsafe_local_exec, color=color, brief=brief)  # fmt: skip
+    opts = _merge(
+        ctx,
+        agents_file=agents,
+        model=model,
+        workspace=workspace,
+        yes=yes,
+        max_turns=max_turns,
+        timeout=timeout,
+        network=network,
+        sandbox=sandbox,
+        unsafe_local_exec=unsafe_local_exec,
+        color=color,
+        brief=brief,
+    )
     formats = {"text": "text", "json": "json", "stream-json": "jsonl", "jsonl": "jsonl"}
     if output_format is not None and output_format not in formats:
         raise UsageError("--output-format must be text, json or stream-json")
@@ -143,7 +221,9 @@ def ask(
 def agents_cmd(
     ctx: typer.Context,
     agents: AgentsOpt = None,
-    check: Annotated[str | None, typer.Option("--check", help="Validate FILE and exit 0 (valid) or 3.", metavar="FILE")] = None,  # noqa: E501
+    check: Annotated[
+        str | None, typer.Option("--check", help="Validate FILE and exit 0 (valid) or 3.", metavar="FILE")
+    ] = None,
 ) -> None:
     """List the swarm: each agent's model, tools and who it talks to."""
     from swarmchat.app import resolve_swarm
@@ -208,10 +288,10 @@ def _read_prompt(prompt: str | None) -> str:
         if prompt is not None:
             raise UsageError("the prompt is empty")
         if piped:
-            raise UsageError("no prompt given and stdin was empty",
-                             'swarmchat ask "..." or pipe text in')  # fmt: skip
-        raise UsageError("no prompt given",
-                         "swarmchat ask \"...\", pipe text in, or run 'swarmchat' for a chat")  # fmt: skip
+            raise UsageError("no prompt given and stdin was empty", 'swarmchat ask "..." or pipe text in')
+        raise UsageError(
+            "no prompt given", "swarmchat ask \"...\", pipe text in, or run 'swarmchat' for a chat"
+        )
     if stdin_text.strip():
         return f"{prompt.strip()}\n\n<stdin>\n{stdin_text.rstrip()}\n</stdin>"
     return prompt.strip()

@@ -37,9 +37,7 @@ class RetryPolicy:
             retries = int(os.environ.get("SWARMCHAT_MAX_RETRIES", "3"))
             base = float(os.environ.get("SWARMCHAT_RETRY_BASE_DELAY", "1.0"))
         except ValueError:
-            raise ConfigError(
-                "SWARMCHAT_MAX_RETRIES / SWARMCHAT_RETRY_BASE_DELAY must be numbers"
-            ) from None
+            raise ConfigError("SWARMCHAT_MAX_RETRIES / SWARMCHAT_RETRY_BASE_DELAY must be numbers") from None
         return cls(attempts=max(1, retries + 1), base_delay=max(0.0, base))
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
@@ -87,9 +85,7 @@ class OpenAIChatClient:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def complete(
-        self, request: ChatRequest, on_delta: OnDelta, on_retry: OnRetry
-    ) -> Completion:
+    async def complete(self, request: ChatRequest, on_delta: OnDelta, on_retry: OnRetry) -> Completion:
         last = ""
         for attempt in range(1, self.retry.attempts + 1):
             try:
@@ -115,8 +111,10 @@ class OpenAIChatClient:
         }
         if request.tools:
             kwargs["tools"] = [
-                {"type": "function", "function": {"name": t.name, "description": t.description,
-                                                  "parameters": t.parameters}}
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+                }
                 for t in request.tools
             ]
         if request.temperature is not None:
@@ -132,9 +130,7 @@ class OpenAIChatClient:
         except openai.APIError as exc:  # error object sent inside the stream
             raise _Retryable(f"provider error in stream: {exc.message}") from None
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES or isinstance(
-                exc, OSError
-            ):
+            if type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES or isinstance(exc, OSError):
                 raise _Retryable(f"connection dropped: {_cause(exc)}") from None
             raise
 
@@ -167,8 +163,7 @@ async def _assemble(stream: Any, on_delta: OnDelta) -> Completion:
     if finish is None:
         raise _Retryable("stream ended before the model finished (truncated response)")
     tool_calls = tuple(
-        ToolCall(id=slot["id"] or f"call_{i}", name=slot["name"],
-                 arguments="".join(slot["arguments"]))
+        ToolCall(id=slot["id"] or f"call_{i}", name=slot["name"], arguments="".join(slot["arguments"]))
         for i, slot in sorted(calls.items())
     )
     return Completion("".join(text), tool_calls, usage, finish)
@@ -196,8 +191,7 @@ def _map_status(exc: openai.APIStatusError, model: str) -> Exception:
             except ValueError:
                 retry_after = None
         return _Retryable(f"HTTP {status}: {detail}", retry_after)
-    return ProviderError(f"the provider refused the request (HTTP {status}): {detail}",
-                         retryable=False)  # fmt: skip
+    return ProviderError(f"the provider refused the request (HTTP {status}): {detail}", retryable=False)
 
 
 def _error_detail(exc: openai.APIStatusError) -> str:

@@ -30,8 +30,7 @@ HELP = """\
 Enter sends · Alt+Enter, Ctrl-J or a trailing \\ adds a line · Ctrl-G or Ctrl-X Ctrl-E
 opens $EDITOR · Ctrl-R searches history · Tab completes · Ctrl-C cancels a running turn"""
 
-NAMES = ("/help", "/agents", "/show", "/model", "/yes", "/brief", "/verbose", "/new", "/exit",
-         "/quit")  # fmt: skip
+NAMES = ("/help", "/agents", "/show", "/model", "/yes", "/brief", "/verbose", "/new", "/exit", "/quit")
 
 
 @dataclass
@@ -103,12 +102,18 @@ def run_command(line: str, session: Session, state: CommandState, say: Say) -> N
     elif name == "/yes":
         auto = session.approver.mode != "auto"
         session.approver.mode = "auto" if auto else "ask"
-        say("code now runs without asking (this session)" if auto
-            else "code runs only after you approve it", "dim")  # fmt: skip
+        say(
+            "code now runs without asking (this session)" if auto else "code runs only after you approve it",
+            "dim",
+        )
     elif name in ("/brief", "/verbose"):
         state.brief = name == "/brief"
-        say("sub-agent exchanges fold into one line" if state.brief
-            else "sub-agent conversations shown in full", "dim")  # fmt: skip
+        say(
+            "sub-agent exchanges fold into one line"
+            if state.brief
+            else "sub-agent conversations shown in full",
+            "dim",
+        )
     else:
         close = difflib.get_close_matches(name, NAMES, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""

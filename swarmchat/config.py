@@ -32,12 +32,36 @@ _BASE_COLORS = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "w
 KNOWN_COLORS: tuple[str, ...] = (
     *_BASE_COLORS,
     *(f"bright_{c}" for c in _BASE_COLORS),
-    "orange1", "purple", "pink1", "gold1", "turquoise2", "spring_green2", "deep_sky_blue1",
-    "orchid", "salmon1", "plum1", "khaki1", "aquamarine1", "sky_blue1", "light_coral",
-)  # fmt: skip
+    "orange1",
+    "purple",
+    "pink1",
+    "gold1",
+    "turquoise2",
+    "spring_green2",
+    "deep_sky_blue1",
+    "orchid",
+    "salmon1",
+    "plum1",
+    "khaki1",
+    "aquamarine1",
+    "sky_blue1",
+    "light_coral",
+)
 _COLOR_RE = re.compile(r"^(#[0-9a-fA-F]{6}|color\(\d{1,3}\))$")
-_PALETTE = ("magenta", "yellow", "blue", "orange1", "turquoise2", "orchid", "spring_green2",
-            "deep_sky_blue1", "salmon1", "gold1", "plum1", "aquamarine1")  # fmt: skip
+_PALETTE = (
+    "magenta",
+    "yellow",
+    "blue",
+    "orange1",
+    "turquoise2",
+    "orchid",
+    "spring_green2",
+    "deep_sky_blue1",
+    "salmon1",
+    "gold1",
+    "plum1",
+    "aquamarine1",
+)
 
 
 class AgentSpec(BaseModel):
@@ -179,25 +203,29 @@ def _resolve(
             raise fail(("agents", name), "agent names use letters, digits, '_' or '-'")
         for i, tool in enumerate(agent.tools):
             if tool == "SendMessage":
-                raise fail(("agents", name, "tools", i),
-                           "SendMessage is given automatically; list recipients in talks_to")  # fmt: skip
+                raise fail(
+                    ("agents", name, "tools", i),
+                    "SendMessage is given automatically; list recipients in talks_to",
+                )
             if tool not in BUILTIN_TOOLS:
                 known = ", ".join(BUILTIN_TOOLS)
-                raise fail(("agents", name, "tools", i),
-                           f"unknown tool '{tool}'{_did_you_mean(tool, BUILTIN_TOOLS)}; "
-                           f"known tools: {known}")  # fmt: skip
+                raise fail(
+                    ("agents", name, "tools", i),
+                    f"unknown tool '{tool}'{_did_you_mean(tool, BUILTIN_TOOLS)}; known tools: {known}",
+                )
         for i, peer in enumerate(agent.talks_to):
             if peer == name:
                 raise fail(("agents", name, "talks_to", i), "an agent cannot talk to itself")
             if peer not in spec.agents:
-                raise fail(("agents", name, "talks_to", i),
-                           f"no agent named '{peer}'{_did_you_mean(peer, names)}")  # fmt: skip
-        if agent.color is not None and not (
-            agent.color in KNOWN_COLORS or _COLOR_RE.match(agent.color)
-        ):
-            raise fail(("agents", name, "color"),
-                       f"unknown colour '{agent.color}'{_did_you_mean(agent.color, KNOWN_COLORS)};"
-                       " use a name like 'cyan' or '#rrggbb'")  # fmt: skip
+                raise fail(
+                    ("agents", name, "talks_to", i), f"no agent named '{peer}'{_did_you_mean(peer, names)}"
+                )
+        if agent.color is not None and not (agent.color in KNOWN_COLORS or _COLOR_RE.match(agent.color)):
+            raise fail(
+                ("agents", name, "color"),
+                f"unknown colour '{agent.color}'{_did_you_mean(agent.color, KNOWN_COLORS)};"
+                " use a name like 'cyan' or '#rrggbb'",
+            )
     entry = spec.entry if spec.entry is not None else names[0]
     if entry not in spec.agents:
         raise fail(("entry",), f"no agent named '{entry}'{_did_you_mean(entry, names)}")
@@ -241,8 +269,7 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]
     return data, lines
 
 
-def _walk(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
-          source: str) -> None:  # fmt: skip
+def _walk(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
@@ -250,8 +277,7 @@ def _walk(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], i
             key = key_node.value
             if key in seen:
                 raise ConfigError(
-                    f"{source}:{key_node.start_mark.line + 1}: {_dotted((*path, key))}: "
-                    "duplicate key"
+                    f"{source}:{key_node.start_mark.line + 1}: {_dotted((*path, key))}: duplicate key"
                 )
             seen.add(key)
             _walk(value_node, (*path, key), lines, source)

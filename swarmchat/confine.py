@@ -19,9 +19,22 @@ from pathlib import Path
 JAIL = str(Path(__file__).with_name("jail.py"))
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Only what programs need from /etc: never shadow, ssh keys or the host's users.
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "ssl", "ca-certificates",
-             "ca-certificates.conf", "alternatives", "nsswitch.conf", "mime.types", "fonts",
-             "matplotlibrc", "protocols", "services")  # fmt: skip
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "nsswitch.conf",
+    "mime.types",
+    "fonts",
+    "matplotlibrc",
+    "protocols",
+    "services",
+)
 NET_ETC_FILES = ("resolv.conf", "hosts", "gai.conf", "host.conf")
 
 
@@ -65,8 +78,7 @@ class Runtime:
     def from_json(cls, text: str) -> Runtime:
         data = json.loads(text)
         prefixes = tuple(data["prefixes"])
-        extra = tuple(p for p in data["path"]
-                      if not any(os.path.realpath(p).startswith(q) for q in prefixes))  # fmt: skip
+        extra = tuple(p for p in data["path"] if not any(os.path.realpath(p).startswith(q) for q in prefixes))
         return cls(data["exe"], prefixes, extra)
 
     @property
@@ -89,11 +101,22 @@ def user_process_count() -> int:
 
 def sandbox_env(workspace: Path, runtime: Runtime, tmp: str = "/tmp") -> dict[str, str]:
     """The whole environment agent code sees: an allowlist, no secrets."""
-    env = {"PATH": SYSTEM_PATH, "HOME": str(workspace), "TMPDIR": tmp, "LANG": "C.UTF-8",
-           "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "TERM": "dumb",
-           "USER": _user(), "LOGNAME": _user(), "MPLCONFIGDIR": f"{tmp}/matplotlib",
-           "XDG_CACHE_HOME": f"{tmp}/cache"}  # fmt: skip
+    env = {
+        "PATH": SYSTEM_PATH,
+        "HOME": str(workspace),
+        "TMPDIR": tmp,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLBACKEND": "Agg",
+        "TERM": "dumb",
+        "USER": _user(),
+        "LOGNAME": _user(),
+        "MPLCONFIGDIR": f"{tmp}/matplotlib",
+        "XDG_CACHE_HOME": f"{tmp}/cache",
+    }
     if runtime.extra_paths:
         env["PYTHONPATH"] = os.pathsep.join(runtime.extra_paths)
     return env
@@ -115,16 +138,34 @@ class EtcDir:
     def write(self, home: Path) -> None:
         uid, gid, user = os.getuid(), os.getgid(), _user()
         Path(self.path, "passwd").write_text(
-            f"{user}:x:{uid}:{gid}:{user}:{home}:/bin/sh\nnobody:x:65534:65534::/:/usr/sbin/nologin\n")
+            f"{user}:x:{uid}:{gid}:{user}:{home}:/bin/sh\nnobody:x:65534:65534::/:/usr/sbin/nologin\n"
+        )
         Path(self.path, "group").write_text(f"{user}:x:{gid}:\nnogroup:x:65534:\n")
 
 
-def bwrap_argv(bwrap: str, runtime: Runtime, workspace: Path, *, network: bool, limits: Limits,
-               etc: EtcDir, seccomp_fd: int | None) -> list[str]:  # fmt: skip
+def bwrap_argv(
+    bwrap: str,
+    runtime: Runtime,
+    workspace: Path,
+    *,
+    network: bool,
+    limits: Limits,
+    etc: EtcDir,
+    seccomp_fd: int | None,
+) -> list[str]:
     """The bubblewrap command that runs ``runtime`` confined to ``workspace``."""
     ws = str(workspace)
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--assert-userns-disabled",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL"]  # fmt: skip
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--assert-userns-disabled",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
     if network:
         argv.append("--share-net")
     argv += ["--ro-bind", "/usr", "/usr"]
@@ -139,8 +180,23 @@ def bwrap_argv(bwrap: str, runtime: Runtime, workspace: Path, *, network: bool, 
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for name in ("passwd", "group"):
         argv += ["--ro-bind", f"{etc.path}/{name}", f"/etc/{name}"]
-    argv += ["--dev", "/dev", "--size", str(8 << 20), "--tmpfs", "/dev/shm", "--proc", "/proc",
-             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--bind", ws, ws]  # fmt: skip
+    argv += [
+        "--dev",
+        "/dev",
+        "--size",
+        str(8 << 20),
+        "--tmpfs",
+        "/dev/shm",
+        "--proc",
+        "/proc",
+        "--size",
+        str(limits.tmp_bytes),
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        ws,
+        ws,
+    ]
     # Read-only binds come after the workspace, so an interpreter or venv that lives inside
     # the workspace stays read-only.
     for path in runtime.read_only:
@@ -158,8 +214,7 @@ def jail_argv(spec: dict[str, object], command: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", JAIL, json.dumps(spec), "--", *command]
 
 
-def landlock_paths(runtime: Runtime, workspace: Path, tmp: str,
-                   network: bool) -> dict[str, object]:  # fmt: skip
+def landlock_paths(runtime: Runtime, workspace: Path, tmp: str, network: bool) -> dict[str, object]:
     """Read-only system paths (no /proc, no home), read-write workspace and private tmp."""
     ro = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", *runtime.read_only]
     ro += [f"/etc/{n}" for n in ETC_FILES + (NET_ETC_FILES if network else ())]

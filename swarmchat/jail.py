@@ -24,18 +24,57 @@ from typing import Any
 
 # seccomp ---------------------------------------------------------------------------------
 _ARCH = {  # machine -> (AUDIT_ARCH, {syscall name: number})
-    "x86_64": (0xC000003E, {"socket": 41, "ptrace": 101, "add_key": 248, "request_key": 249,
-                            "keyctl": 250, "perf_event_open": 298, "bpf": 321,
-                            "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
-                            "io_uring_register": 427, "ioctl": 16, "connect": 42, "sendto": 44}),
-    "aarch64": (0xC00000B7, {"socket": 198, "ptrace": 117, "add_key": 217, "request_key": 218,
-                             "keyctl": 219, "perf_event_open": 241, "bpf": 280,
-                             "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
-                             "io_uring_register": 427, "ioctl": 29, "connect": 203,
-                             "sendto": 206}),
-}  # fmt: skip
-_DENIED = ("ptrace", "add_key", "request_key", "keyctl", "perf_event_open", "bpf",
-           "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register")  # fmt: skip
+    "x86_64": (
+        0xC000003E,
+        {
+            "socket": 41,
+            "ptrace": 101,
+            "add_key": 248,
+            "request_key": 249,
+            "keyctl": 250,
+            "perf_event_open": 298,
+            "bpf": 321,
+            "userfaultfd": 323,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "ioctl": 16,
+            "connect": 42,
+            "sendto": 44,
+        },
+    ),
+    "aarch64": (
+        0xC00000B7,
+        {
+            "socket": 198,
+            "ptrace": 117,
+            "add_key": 217,
+            "request_key": 218,
+            "keyctl": 219,
+            "perf_event_open": 241,
+            "bpf": 280,
+            "userfaultfd": 282,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "ioctl": 29,
+            "connect": 203,
+            "sendto": 206,
+        },
+    ),
+}
+_DENIED = (
+    "ptrace",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "perf_event_open",
+    "bpf",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+)
 _LD_W_ABS, _JEQ_K, _JGE_K, _RET_K = 0x20, 0x15, 0x35, 0x06
 _ALLOW, _KILL = 0x7FFF0000, 0x80000000
 _ERRNO = 0x00050000
@@ -67,15 +106,32 @@ def seccomp_program(allow_inet: bool, allow_unix_connect: bool = True) -> bytes:
     for name in _DENIED:
         ins += [(_JEQ_K, 0, 1, nr[name]), (_RET_K, 0, 0, eperm)]
     # ioctl(fd, TIOCSTI): no typing into a terminal
-    ins += [(_JEQ_K, 0, 3, nr["ioctl"]), (_LD_W_ABS, 0, 0, 24), (_JEQ_K, 0, 1, _TIOCSTI),
-            (_RET_K, 0, 0, eperm), (_LD_W_ABS, 0, 0, 0)]  # fmt: skip
+    ins += [
+        (_JEQ_K, 0, 3, nr["ioctl"]),
+        (_LD_W_ABS, 0, 0, 24),
+        (_JEQ_K, 0, 1, _TIOCSTI),
+        (_RET_K, 0, 0, eperm),
+        (_LD_W_ABS, 0, 0, 0),
+    ]
     if not allow_inet:  # socket(domain != AF_UNIX) fails: no TCP, UDP, raw, netlink
-        ins += [(_JEQ_K, 0, 4, nr["socket"]), (_LD_W_ABS, 0, 0, 16), (_JEQ_K, 0, 1, _AF_UNIX),
-                (_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, _ERRNO | 97)]  # EAFNOSUPPORT  # fmt: skip
+        ins += [
+            (_JEQ_K, 0, 4, nr["socket"]),
+            (_LD_W_ABS, 0, 0, 16),
+            (_JEQ_K, 0, 1, _AF_UNIX),
+            (_RET_K, 0, 0, _ALLOW),
+            (_RET_K, 0, 0, _ERRNO | 97),
+        ]  # EAFNOSUPPORT
     if not allow_unix_connect:
-        ins += [(_JEQ_K, 0, 1, nr["connect"]), (_RET_K, 0, 0, _ERRNO | 13),  # EACCES
-                (_JEQ_K, 0, 5, nr["sendto"]), (_LD_W_ABS, 0, 0, 48), (_JEQ_K, 0, 2, 0),
-                (_LD_W_ABS, 0, 0, 52), (_JEQ_K, 1, 0, 0), (_RET_K, 0, 0, _ERRNO | 13)]  # fmt: skip
+        ins += [
+            (_JEQ_K, 0, 1, nr["connect"]),
+            (_RET_K, 0, 0, _ERRNO | 13),  # EACCES
+            (_JEQ_K, 0, 5, nr["sendto"]),
+            (_LD_W_ABS, 0, 0, 48),
+            (_JEQ_K, 0, 2, 0),
+            (_LD_W_ABS, 0, 0, 52),
+            (_JEQ_K, 1, 0, 0),
+            (_RET_K, 0, 0, _ERRNO | 13),
+        ]
     ins.append((_RET_K, 0, 0, _ALLOW))
     return b"".join(struct.pack("=HBBI", *i) for i in ins)
 
@@ -87,15 +143,22 @@ def install_seccomp(program: bytes) -> None:
     if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
         raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
     fbuf = ctypes.create_string_buffer(fprog, len(fprog))
-    if libc.prctl(22, ctypes.c_ulong(2), ctypes.c_void_p(ctypes.addressof(fbuf)),
-                  ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:  # PR_SET_SECCOMP, FILTER  # fmt: skip
+    if (
+        libc.prctl(
+            22,
+            ctypes.c_ulong(2),
+            ctypes.c_void_p(ctypes.addressof(fbuf)),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+        != 0
+    ):  # PR_SET_SECCOMP, FILTER
         raise OSError(ctypes.get_errno(), "seccomp filter")
 
 
 # Landlock --------------------------------------------------------------------------------
 _FS_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read file, read dir
-_FS_ALL_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1,
-                  5: (1 << 16) - 1}  # fmt: skip
+_FS_ALL_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1, 5: (1 << 16) - 1}
 
 
 def _syscall() -> Any:
@@ -140,8 +203,10 @@ def apply_landlock(read_only: list[str], read_write: list[str], network: bool) -
                     is_dir = os.path.isdir(path)
                     allowed = access if is_dir else access & ((1 << 0) | (1 << 1) | (1 << 2) | (1 << 14))
                     rule = struct.pack("=Qi", allowed & fs_all, pfd)
-                    if sc(445, ctypes.c_int(fd), ctypes.c_int(1), ctypes.c_char_p(rule),
-                          ctypes.c_uint32(0)) != 0:  # fmt: skip
+                    if (
+                        sc(445, ctypes.c_int(fd), ctypes.c_int(1), ctypes.c_char_p(rule), ctypes.c_uint32(0))
+                        != 0
+                    ):
                         raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
                 finally:
                     os.close(pfd)
@@ -247,7 +312,7 @@ def main(argv: list[str]) -> None:
     """``jail.py SPEC_JSON -- command...``: confine the command and run it."""
     try:
         spec = json.loads(argv[1])
-        command = argv[argv.index("--") + 1:]
+        command = argv[argv.index("--") + 1 :]
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with swarmchat
         if os.getppid() != spec.get("parent", os.getppid()):

@@ -46,7 +46,7 @@ class MarkdownBlocks:
         if len(self.buffer) <= TAIL_CHARS:
             return self.buffer
         cut = self.buffer.find("\n", len(self.buffer) - TAIL_CHARS)
-        return self.buffer[cut + 1:] if cut >= 0 else self.buffer[-TAIL_CHARS:]
+        return self.buffer[cut + 1 :] if cut >= 0 else self.buffer[-TAIL_CHARS:]
 
     def finish(self) -> str:
         """Everything not yet settled; the stream starts afresh."""

@@ -58,6 +58,4 @@ OnRetry = Callable[[str, int, float], None]
 class ModelClient(Protocol):
     """Anything that can stream one chat completion."""
 
-    async def complete(
-        self, request: ChatRequest, on_delta: OnDelta, on_retry: OnRetry
-    ) -> Completion: ...
+    async def complete(self, request: ChatRequest, on_delta: OnDelta, on_retry: OnRetry) -> Completion: ...

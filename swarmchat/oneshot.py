@@ -23,9 +23,14 @@ from swarmchat.errors import (
 )
 from swarmchat.output import Collector, Fanout, JsonlWriter, PlainRenderer, StderrNotices
 
-ERROR_CODES = {"ProviderError": "provider_error", "AuthError": "auth_error",
-               "ConfigError": "config_error", "TurnLimitError": "turn_limit",
-               "InterruptedRunError": "interrupted", "UsageError": "usage_error"}  # fmt: skip
+ERROR_CODES = {
+    "ProviderError": "provider_error",
+    "AuthError": "auth_error",
+    "ConfigError": "config_error",
+    "TurnLimitError": "turn_limit",
+    "InterruptedRunError": "interrupted",
+    "UsageError": "usage_error",
+}
 
 
 @dataclass
@@ -47,11 +52,19 @@ def run_ask(opts: Options, prompt: str, output: AskOutput) -> None:
     session = Session(opts, asker)
     renderer = None if output.quiet else _activity_renderer(opts, session, output, asker is not None)
     collector = Collector()
-    jsonl = JsonlWriter(sys.stdout, session.session_id, output.include_partial) \
-        if output.format == "jsonl" else None  # fmt: skip
+    jsonl = (
+        JsonlWriter(sys.stdout, session.session_id, output.include_partial)
+        if output.format == "jsonl"
+        else None
+    )
     if jsonl is not None:
-        jsonl.write("session.started", swarm=session.swarm.source, entry=session.swarm.entry,
-                    model=session.swarm.entry_agent.model, workspace=str(session.workspace.root))  # fmt: skip
+        jsonl.write(
+            "session.started",
+            swarm=session.swarm.source,
+            entry=session.swarm.entry,
+            model=session.swarm.entry_agent.model,
+            workspace=str(session.workspace.root),
+        )
     rich_shown = renderer is not None and not isinstance(renderer, PlainRenderer)
     notices = None if output.quiet else StderrNotices(sys.stderr, warn_unconfined=not rich_shown)
     emit = Fanout(renderer, collector, jsonl, notices)
@@ -76,8 +89,13 @@ def run_ask(opts: Options, prompt: str, output: AskOutput) -> None:
         result["error"] = error.message
         result["status"] = "cancelled" if isinstance(error, InterruptedRunError) else "failed"
         if jsonl is not None:
-            jsonl.write("error", code=ERROR_CODES.get(type(error).__name__, "run_failed"),
-                        message=error.message, retryable=False, attempt=None)  # fmt: skip
+            jsonl.write(
+                "error",
+                code=ERROR_CODES.get(type(error).__name__, "run_failed"),
+                message=error.message,
+                retryable=False,
+                attempt=None,
+            )
     _write_result(result, output, rendered=renderer is not None and sys.stdout.isatty())
     if error is None and result["status"] == "incomplete":
         error = TurnLimitError(result["answer"], "raise the limit with --max-turns N")
@@ -109,8 +127,13 @@ def _activity_renderer(opts: Options, session: Session, output: AskOutput, show_
 
     def rich(stream: Any) -> Any:
         console = make_console(stream, color=color_enabled(opts.color, stream))
-        return RichRenderer(console, session.swarm, show_approval_code=show_code, brief=opts.brief,
-                            workspace=str(session.workspace.root))  # fmt: skip
+        return RichRenderer(
+            console,
+            session.swarm,
+            show_approval_code=show_code,
+            brief=opts.brief,
+            workspace=str(session.workspace.root),
+        )
 
     if sys.stdout.isatty() and output.format == "text":
         return rich(sys.stdout)

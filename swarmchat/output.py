@@ -135,8 +135,7 @@ class Collector:
             "thread_id": final.thread_id if final else None,
             "session_id": session_id,
             "usage": {
-                a: {"model": self.models.get(a), **u.as_dict(), "cost": None}
-                for a, u in self.usage.items()
+                a: {"model": self.models.get(a), **u.as_dict(), "cost": None} for a, u in self.usage.items()
             },
             "cost": None,  # no price table: unknown, never guessed
             "total_usage": total.as_dict(),
@@ -155,8 +154,13 @@ class JsonlWriter:
         self._callers: dict[str, str] = {}
 
     def write(self, kind: str, **payload: Any) -> None:
-        line = {"v": SCHEMA_VERSION, "type": kind, "ts": timestamp(), "session_id": self.session_id,
-                **payload}  # fmt: skip
+        line = {
+            "v": SCHEMA_VERSION,
+            "type": kind,
+            "ts": timestamp(),
+            "session_id": self.session_id,
+            **payload,
+        }
         self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
         self.stream.flush()
 
@@ -174,25 +178,52 @@ class JsonlWriter:
                 self.write("message.delta", **ids, text=e.text)
         elif isinstance(e, MessageCompleted):
             if e.text:
-                self.write("agent.message", **{"from": e.agent, "to": self._callers.get(e.run_id, "user")},
-                           run_id=e.run_id, depth=e.depth, text=e.text)  # fmt: skip
+                self.write(
+                    "agent.message",
+                    **{"from": e.agent, "to": self._callers.get(e.run_id, "user")},
+                    run_id=e.run_id,
+                    depth=e.depth,
+                    text=e.text,
+                )
         elif isinstance(e, MessageSent):
-            self.write("agent.message", **{"from": e.agent, "to": e.recipient}, run_id=e.run_id,
-                       depth=e.depth, text=e.text)  # fmt: skip
+            self.write(
+                "agent.message",
+                **{"from": e.agent, "to": e.recipient},
+                run_id=e.run_id,
+                depth=e.depth,
+                text=e.text,
+            )
         elif isinstance(e, ToolCallStarted):
             self.write("tool_call.started", **ids, call_id=e.call_id, name=e.name, arguments=e.arguments)
         elif isinstance(e, ToolCallFinished):
-            self.write("tool_call.completed", **ids, call_id=e.call_id, name=e.name, ok=e.ok,
-                       output=e.output, duration_ms=e.duration_ms)  # fmt: skip
+            self.write(
+                "tool_call.completed",
+                **ids,
+                call_id=e.call_id,
+                name=e.name,
+                ok=e.ok,
+                output=e.output,
+                duration_ms=e.duration_ms,
+            )
         elif isinstance(e, ApprovalRequested):
-            self.write("approval.requested", **ids, file_name=e.file_name, sandbox=e.sandbox,
-                       network=e.network)  # fmt: skip
+            self.write(
+                "approval.requested", **ids, file_name=e.file_name, sandbox=e.sandbox, network=e.network
+            )
         elif isinstance(e, ApprovalResolved):
-            self.write("approval.resolved", **ids, file_name=e.file_name, approved=e.approved,
-                       reason=e.reason)  # fmt: skip
+            self.write(
+                "approval.resolved", **ids, file_name=e.file_name, approved=e.approved, reason=e.reason
+            )
         elif isinstance(e, Retrying):
-            self.write("error", agent=e.agent, run_id=e.run_id, code="provider_retry", message=e.error,
-                       retryable=True, attempt=e.attempt)  # fmt: skip
+            self.write(
+                "error",
+                agent=e.agent,
+                run_id=e.run_id,
+                code="provider_retry",
+                message=e.error,
+                retryable=True,
+                attempt=e.attempt,
+            )
         elif isinstance(e, RunFinished):
-            self.write("agent.completed", **ids, status=e.status, usage=e.usage.as_dict(), cost=None,
-                       error=e.error)  # fmt: skip
+            self.write(
+                "agent.completed", **ids, status=e.status, usage=e.usage.as_dict(), cost=None, error=e.error
+            )

@@ -63,9 +63,15 @@ def color_enabled(flag: str, stream: IO[str]) -> bool:
 def make_console(file: IO[str], width: int | None = None, color: bool | None = None) -> Console:
     """A console for ``file``. Colour forced onto a pipe never brings animation with it."""
     tty = file.isatty()
-    return Console(file=file, width=width, no_color=color is False,
-                   force_terminal=True if color and not tty else None,
-                   force_interactive=None if tty else False, highlight=False, emoji=False)  # fmt: skip
+    return Console(
+        file=file,
+        width=width,
+        no_color=color is False,
+        force_terminal=True if color and not tty else None,
+        force_interactive=None if tty else False,
+        highlight=False,
+        emoji=False,
+    )
 
 
 def trim_lines(text: str, limit: int = RESULT_LINES) -> str:
@@ -88,8 +94,7 @@ class _LiveView:
 
         r = self.r
         self.frame += 1
-        status = [(v, line) for v, line in r.board.lines()[-8:]
-                  if not r.hidden(v.run_id) or v.depth == 1]  # fmt: skip
+        status = [(v, line) for v, line in r.board.lines()[-8:] if not r.hidden(v.run_id) or v.depth == 1]
         if r.owner == r.entry_run and (tail := r.markdown.tail()).strip():
             lines = console.render_lines(Markdown(visible_controls(tail)), options, pad=False)
             keep = max(1, console.height - 2 - len(status))  # never taller than the screen
@@ -107,8 +112,15 @@ class _LiveView:
 class RichRenderer:
     """Renders the events of one turn to a rich console."""
 
-    def __init__(self, console: Console, swarm: Swarm, *, show_approval_code: bool = False,
-                 brief: bool = False, workspace: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        console: Console,
+        swarm: Swarm,
+        *,
+        show_approval_code: bool = False,
+        brief: bool = False,
+        workspace: str | None = None,
+    ) -> None:
         self.console = console
         self.swarm = swarm
         self.show_approval_code = show_approval_code
@@ -146,16 +158,23 @@ class RichRenderer:
     def _code(self, code: str, language: str, depth: int) -> None:
         from rich.syntax import Syntax
 
-        syntax = Syntax(code.rstrip("\n"), language, theme="monokai", word_wrap=True,
-                        background_color="default")  # fmt: skip
+        syntax = Syntax(
+            code.rstrip("\n"), language, theme="monokai", word_wrap=True, background_color="default"
+        )
         self._print(syntax, depth + 1)
 
     def _start_live(self) -> None:
         if self._live is None and self.console.is_interactive:
             from rich.live import Live
 
-            self._live = Live(_LiveView(self), console=self.console, transient=True, refresh_per_second=10,
-                              redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+            self._live = Live(
+                _LiveView(self),
+                console=self.console,
+                transient=True,
+                refresh_per_second=10,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self._live.start()
 
     def close(self) -> None:
@@ -244,7 +263,7 @@ class RichRenderer:
         self._line(trim_lines(visible_controls(e.output)), "dim" if e.ok else "red", e.depth + 1)
         for line in e.output.splitlines():
             if line.startswith(FILES_MARKER):
-                self._show_images(line[len(FILES_MARKER):].split(", "), e.depth + 1)
+                self._show_images(line[len(FILES_MARKER) :].split(", "), e.depth + 1)
 
     def _show_images(self, names: list[str], depth: int) -> None:
         for name in names:
@@ -254,14 +273,18 @@ class RichRenderer:
 
     def _on_ApprovalRequested(self, e: ApprovalRequested) -> None:
         if e.sandbox == "none":
-            self._line(f"⚠ {e.file_name} runs UNCONFINED: no sandbox, with your user's full rights",
-                       "bold red", e.depth)  # fmt: skip
+            self._line(
+                f"⚠ {e.file_name} runs UNCONFINED: no sandbox, with your user's full rights",
+                "bold red",
+                e.depth,
+            )
         if not self.show_approval_code:
             return
         self.close()  # the prompt that follows owns the terminal
         extra = " with network access" if e.network else ""
-        self._line(f"{e.agent} wants to run {e.file_name}{extra} (sandbox: {e.sandbox}):",
-                   "bold yellow", e.depth)  # fmt: skip
+        self._line(
+            f"{e.agent} wants to run {e.file_name}{extra} (sandbox: {e.sandbox}):", "bold yellow", e.depth
+        )
         self._code(e.code, "python", e.depth)
 
     def _on_ApprovalResolved(self, e: ApprovalResolved) -> None:
@@ -286,12 +309,18 @@ class RichRenderer:
         if hidden and e.depth == 1 and view is not None:
             first = (e.text.strip().splitlines() or [e.error or ""])[0][:120]
             tokens = human_tokens(e.usage.total_tokens)
-            self._line(f"{view.label()} · {e.status} · {view.tool_calls} tool calls · {tokens} tokens: "
-                       f"{first}", self.color(e.agent), 1)  # fmt: skip
+            self._line(
+                f"{view.label()} · {e.status} · {view.tool_calls} tool calls · {tokens} tokens: {first}",
+                self.color(e.agent),
+                1,
+            )
         elif not hidden and e.status != "completed":
             self._flush_markdown()
-            self._line(f"{e.agent}: run {e.status}" + (f": {e.error}" if e.error else ""),
-                       "yellow" if e.status != "failed" else "red", e.depth)  # fmt: skip
+            self._line(
+                f"{e.agent}: run {e.status}" + (f": {e.error}" if e.error else ""),
+                "yellow" if e.status != "failed" else "red",
+                e.depth,
+            )
         if e.depth == 0:
             self._flush_markdown()
             self.close()

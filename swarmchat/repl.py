@@ -162,8 +162,10 @@ class Repl:
     def toolbar(self) -> str:
         s = self.session
         approval = {"auto": "auto-approve", "ask": "ask before running", "deny": "no code"}[s.approver.mode]
-        return (f" {s.swarm.source} · {s.swarm.entry_agent.model} · {approval} · "
-                f"{human_tokens(self.usage.total_tokens)} tokens · cost unknown ")  # fmt: skip
+        return (
+            f" {s.swarm.source} · {s.swarm.entry_agent.model} · {approval} · "
+            f"{human_tokens(self.usage.total_tokens)} tokens · cost unknown "
+        )
 
     def _cancel_turn(self) -> None:
         if self.turn_task is not None:
@@ -176,8 +178,10 @@ class Repl:
 
     async def main(self) -> None:
         s = self.session
-        self.say(f"swarmchat {__version__} · {s.swarm.source} · talking to {s.swarm.entry} "
-                 f"({s.swarm.entry_agent.model}) · /help for commands")  # fmt: skip
+        self.say(
+            f"swarmchat {__version__} · {s.swarm.source} · talking to {s.swarm.entry} "
+            f"({s.swarm.entry_agent.model}) · /help for commands"
+        )
         # Warm the client only once the prompt is on screen: importing openai competes for
         # the interpreter and would delay the first paint.
         warm = threading.Thread(target=_warm_client, args=(s,), daemon=True)
@@ -223,8 +227,13 @@ class Repl:
         from swarmchat.render_rich import RichRenderer
 
         s = self.session
-        renderer = RichRenderer(self.console, s.swarm, show_approval_code=s.approver.mode == "ask",
-                                brief=self.state.brief, workspace=str(s.workspace.root))  # fmt: skip
+        renderer = RichRenderer(
+            self.console,
+            s.swarm,
+            show_approval_code=s.approver.mode == "ask",
+            brief=self.state.brief,
+            workspace=str(s.workspace.root),
+        )
         loop = asyncio.get_running_loop()
         emit = Fanout(renderer, self._count)
         self.turn_task = asyncio.create_task(self.session.turn(text, emit, agent))

@@ -86,15 +86,17 @@ class Runner:
         target = self.swarm.agents[agent or self.swarm.entry]
         return await self._run(target, "user", text, (target.name,), 0)
 
-    async def _run(self, agent: Agent, caller: str, message: str, chain: tuple[str, ...],
-                   depth: int) -> RunFinished:  # fmt: skip
+    async def _run(
+        self, agent: Agent, caller: str, message: str, chain: tuple[str, ...], depth: int
+    ) -> RunFinished:
         thread_id = self.store.thread_for(self.session_id, caller, agent.name)
         # Only one run at a time per thread: a second message to the same agent waits.
         async with self._locks.setdefault(thread_id, asyncio.Lock()):
             return await self._run_locked(agent, caller, thread_id, message, chain, depth)
 
-    async def _run_locked(self, agent: Agent, caller: str, thread_id: str, message: str,
-                          chain: tuple[str, ...], depth: int) -> RunFinished:  # fmt: skip
+    async def _run_locked(
+        self, agent: Agent, caller: str, thread_id: str, message: str, chain: tuple[str, ...], depth: int
+    ) -> RunFinished:
         run_id = self.store.create_run(thread_id, agent.name, agent.model)
         ids: dict[str, Any] = {"agent": agent.name, "run_id": run_id, "depth": depth}
         self.emit(RunStarted(**ids, caller=caller, thread_id=thread_id, model=agent.model))
@@ -109,8 +111,9 @@ class Runner:
 
         def finish(status: str, text: str, error: str | None = None) -> RunFinished:
             self.store.set_run_status(run_id, status, usage, error)
-            event = RunFinished(**ids, caller=caller, thread_id=thread_id, status=status,
-                                text=text, usage=usage, error=error)  # fmt: skip
+            event = RunFinished(
+                **ids, caller=caller, thread_id=thread_id, status=status, text=text, usage=usage, error=error
+            )
             self.emit(event)
             return event
 
@@ -126,30 +129,35 @@ class Runner:
         try:
             for _turn in range(max_turns):
                 partial.clear()
-                request = ChatRequest(agent.model, [system, *self.store.messages(thread_id)],
-                                      specs, agent.temperature)  # fmt: skip
+                request = ChatRequest(
+                    agent.model, [system, *self.store.messages(thread_id)], specs, agent.temperature
+                )
                 completion = await self.client.complete(request, on_delta, on_retry)
                 usage += completion.usage
                 self.emit(MessageCompleted(**ids, text=completion.text, usage=usage))
                 if not completion.tool_calls:
-                    self.store.add_messages(thread_id, agent.name,
-                                            [ChatMessage("assistant", completion.text)])  # fmt: skip
+                    self.store.add_messages(
+                        thread_id, agent.name, [ChatMessage("assistant", completion.text)]
+                    )
                     return finish("completed", completion.text)
                 self.store.set_run_status(run_id, "requires_action", usage)
                 pending = ChatMessage("assistant", completion.text, completion.tool_calls)
                 outputs = await gather_first_error(
-                    [self._call_tool(agent, tools, call, run_id, chain, depth)
-                     for call in completion.tool_calls]
-                )  # fmt: skip
-                results = [ChatMessage("tool", out, tool_call_id=call.id)
-                           for call, out in zip(completion.tool_calls, outputs, strict=True)]  # fmt: skip
+                    [
+                        self._call_tool(agent, tools, call, run_id, chain, depth)
+                        for call in completion.tool_calls
+                    ]
+                )
+                results = [
+                    ChatMessage("tool", out, tool_call_id=call.id)
+                    for call, out in zip(completion.tool_calls, outputs, strict=True)
+                ]
                 self.store.add_messages(thread_id, agent.name, [pending, *results])
                 pending = None
                 self.store.set_run_status(run_id, "in_progress", usage)
             return finish(
                 "incomplete",
-                f"{agent.name} stopped after {max_turns} turns without a final answer "
-                "(turn limit reached).",
+                f"{agent.name} stopped after {max_turns} turns without a final answer (turn limit reached).",
             )
         except BaseException as exc:
             self._close_thread(thread_id, agent.name, pending, partial, exc)
@@ -159,8 +167,9 @@ class Runner:
                 finish("failed", "".join(partial), _error_text(exc))
             raise
 
-    def _close_thread(self, thread_id: str, agent: str, pending: ChatMessage | None,
-                      partial: list[str], exc: BaseException) -> None:  # fmt: skip
+    def _close_thread(
+        self, thread_id: str, agent: str, pending: ChatMessage | None, partial: list[str], exc: BaseException
+    ) -> None:
         """Leave the thread valid for the next run: no tool call without its result."""
         cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
         note = CANCELLED_OUTPUT if cancelled else f"Failed: {_error_text(exc)}"
@@ -172,11 +181,21 @@ class Runner:
                 thread_id, agent, [ChatMessage("assistant", "".join(partial) + "\n[interrupted]")]
             )
 
-    async def _call_tool(self, agent: Agent, tools: dict[str, type[Tool]], call: ToolCall,
-                         run_id: str, chain: tuple[str, ...], depth: int) -> str:  # fmt: skip
+    async def _call_tool(
+        self,
+        agent: Agent,
+        tools: dict[str, type[Tool]],
+        call: ToolCall,
+        run_id: str,
+        chain: tuple[str, ...],
+        depth: int,
+    ) -> str:
         ids: dict[str, Any] = {"agent": agent.name, "run_id": run_id, "depth": depth}
-        self.emit(ToolCallStarted(**ids, call_id=call.id, name=call.name,
-                                  arguments=decode_arguments(call.arguments)))  # fmt: skip
+        self.emit(
+            ToolCallStarted(
+                **ids, call_id=call.id, name=call.name, arguments=decode_arguments(call.arguments)
+            )
+        )
         started = time.monotonic()
         ok = False
         try:
@@ -188,8 +207,17 @@ class Runner:
             async def delegate(recipient: str, message: str) -> str:
                 return await self._delegate(agent, recipient, message, run_id, chain, depth)
 
-            ctx = ToolContext(agent, run_id, depth, self.workspace, self.sandbox,
-                              self.approver, self.options.exec_timeout, self.emit, delegate)  # fmt: skip
+            ctx = ToolContext(
+                agent,
+                run_id,
+                depth,
+                self.workspace,
+                self.sandbox,
+                self.approver,
+                self.options.exec_timeout,
+                self.emit,
+                delegate,
+            )
             output = await tool.run(ctx)
             ok = True
         except ToolError as exc:
@@ -200,12 +228,21 @@ class Runner:
             output = f"Error: {exc.message}"
         except Exception as exc:
             output = f"Error: {call.name} failed with {type(exc).__name__}: {exc}"
-        self.emit(ToolCallFinished(**ids, call_id=call.id, name=call.name, output=output, ok=ok,
-                                   duration_ms=int((time.monotonic() - started) * 1000)))  # fmt: skip
+        self.emit(
+            ToolCallFinished(
+                **ids,
+                call_id=call.id,
+                name=call.name,
+                output=output,
+                ok=ok,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
         return output
 
-    async def _delegate(self, caller: Agent, recipient: str, message: str, run_id: str,
-                        chain: tuple[str, ...], depth: int) -> str:  # fmt: skip
+    async def _delegate(
+        self, caller: Agent, recipient: str, message: str, run_id: str, chain: tuple[str, ...], depth: int
+    ) -> str:
         if recipient not in caller.talks_to:
             raise ToolError(f"{caller.name} may not message '{recipient}'")
         if recipient in chain:
@@ -218,10 +255,12 @@ class Runner:
                 f"delegation depth limit reached ({self.options.max_depth} levels below the "
                 "user); do this task yourself."
             )
-        self.emit(MessageSent(agent=caller.name, run_id=run_id, depth=depth,
-                              recipient=recipient, text=message))  # fmt: skip
-        result = await self._run(self.swarm.agents[recipient], caller.name, message,
-                                 (*chain, recipient), depth + 1)  # fmt: skip
+        self.emit(
+            MessageSent(agent=caller.name, run_id=run_id, depth=depth, recipient=recipient, text=message)
+        )
+        result = await self._run(
+            self.swarm.agents[recipient], caller.name, message, (*chain, recipient), depth + 1
+        )
         if result.status == "completed":
             return result.text or f"({recipient} finished without a text answer)"
         return f"{recipient} did not finish: {result.text}"
@@ -272,4 +311,3 @@ def system_prompt(agent: Agent, swarm: Swarm) -> str:
     if "File" in agent.tools or "ExecutePyFile" in agent.tools:
         parts.append("Files live in the workspace; always use paths relative to it.")
     return "\n\n".join(parts)
-

@@ -48,8 +48,7 @@ class Executor(Protocol):
     name: str
     confined: bool
 
-    async def run(self, file: str, workspace: Path, timeout: float,
-                  network: bool = False) -> ExecResult: ...  # fmt: skip
+    async def run(self, file: str, workspace: Path, timeout: float, network: bool = False) -> ExecResult: ...
 
 
 # --- tiers -------------------------------------------------------------------------------
@@ -64,8 +63,7 @@ class UnconfinedExecutor:
     def __init__(self, python: str) -> None:
         self.python = python
 
-    async def run(self, file: str, workspace: Path, timeout: float,
-                  network: bool = False) -> ExecResult:  # fmt: skip
+    async def run(self, file: str, workspace: Path, timeout: float, network: bool = False) -> ExecResult:
         env = scrubbed_env(os.environ)
         env.pop("PYTHONSTARTUP", None)
         env.update({"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"})
@@ -83,8 +81,7 @@ class BwrapExecutor:
     name: str = "bwrap"
     confined: bool = True
 
-    async def run(self, file: str, workspace: Path, timeout: float,
-                  network: bool = False) -> ExecResult:  # fmt: skip
+    async def run(self, file: str, workspace: Path, timeout: float, network: bool = False) -> ExecResult:
         self.etc.write(workspace)
         read_fd, write_fd = os.pipe()
         try:
@@ -92,14 +89,23 @@ class BwrapExecutor:
         finally:
             os.close(write_fd)
         try:
-            inner = confine.bwrap_argv(self.bwrap, self.runtime, workspace, network=network,
-                                       limits=self.limits, etc=self.etc, seccomp_fd=read_fd)  # fmt: skip
-            spec = {"rlimits": self.limits.rlimits(timeout, confine.user_process_count()),
-                    "keep_fds": [read_fd], "parent": os.getpid(),
-                    "env": {"PATH": confine.SYSTEM_PATH}}  # fmt: skip
+            inner = confine.bwrap_argv(
+                self.bwrap,
+                self.runtime,
+                workspace,
+                network=network,
+                limits=self.limits,
+                etc=self.etc,
+                seccomp_fd=read_fd,
+            )
+            spec = {
+                "rlimits": self.limits.rlimits(timeout, confine.user_process_count()),
+                "keep_fds": [read_fd],
+                "parent": os.getpid(),
+                "env": {"PATH": confine.SYSTEM_PATH},
+            }
             command = [*inner, "--", self.runtime.executable, file]
-            return await supervise_jailed(spec, command, workspace, self.limits, timeout,
-                                          pass_fds=(read_fd,))  # fmt: skip
+            return await supervise_jailed(spec, command, workspace, self.limits, timeout, pass_fds=(read_fd,))
         finally:
             os.close(read_fd)
 
@@ -113,8 +119,7 @@ class LandlockExecutor:
     name: str = "landlock"
     confined: bool = True
 
-    async def run(self, file: str, workspace: Path, timeout: float,
-                  network: bool = False) -> ExecResult:  # fmt: skip
+    async def run(self, file: str, workspace: Path, timeout: float, network: bool = False) -> ExecResult:
         with tempfile.TemporaryDirectory(prefix="swarmchat-tmp-") as tmp:
             spec = {
                 "rlimits": self.limits.rlimits(timeout, confine.user_process_count()),
@@ -138,8 +143,7 @@ class RefusingExecutor:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    async def run(self, file: str, workspace: Path, timeout: float,
-                  network: bool = False) -> ExecResult:  # fmt: skip
+    async def run(self, file: str, workspace: Path, timeout: float, network: bool = False) -> ExecResult:
         raise ToolError(
             f"{file} was not run: no sandbox is available on this machine ({self.reason}). "
             "Tell the user: `swarmchat doctor` explains why; --unsafe-local-exec runs code "
@@ -160,8 +164,13 @@ class TierStatus:
 class Sandbox:
     """Chooses the executor for a session, probing each tier once."""
 
-    def __init__(self, mode: SandboxMode = "auto", allow_unconfined: bool = False,
-                 python: str | None = None, limits: Limits | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        mode: SandboxMode = "auto",
+        allow_unconfined: bool = False,
+        python: str | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.mode: SandboxMode = mode
         self.allow_unconfined = allow_unconfined
         self.python = python or os.environ.get("SWARMCHAT_PYTHON") or "python3"
@@ -207,11 +216,13 @@ class Sandbox:
     async def _discover_runtime(self) -> Runtime:
         python = shutil.which(self.python) or self.python
         try:
-            result = await supervise([python, "-E", "-c", Runtime.DISCOVER], Path("/"),
-                                     scrubbed_env(os.environ), 20)  # fmt: skip
+            result = await supervise(
+                [python, "-E", "-c", Runtime.DISCOVER], Path("/"), scrubbed_env(os.environ), 20
+            )
         except FileNotFoundError:
-            raise ToolError(f"the Python interpreter '{self.python}' was not found; "
-                            "set SWARMCHAT_PYTHON") from None  # fmt: skip
+            raise ToolError(
+                f"the Python interpreter '{self.python}' was not found; set SWARMCHAT_PYTHON"
+            ) from None
         if result.exit_code != 0:
             raise ToolError(f"'{self.python}' did not start: {result.stderr.strip()[:200]}")
         return Runtime.from_json(result.stdout)
@@ -227,8 +238,9 @@ class Sandbox:
         if tier == "bwrap":
             bwrap = os.environ.get("SWARMCHAT_BWRAP") or shutil.which("bwrap")
             if not bwrap:
-                return None, TierStatus(tier, False, "bwrap is not installed (Debian/Ubuntu: "
-                                        "apt install bubblewrap)")  # fmt: skip
+                return None, TierStatus(
+                    tier, False, "bwrap is not installed (Debian/Ubuntu: apt install bubblewrap)"
+                )
             executor = BwrapExecutor(bwrap, runtime, self.limits)
         else:
             abi = jail.landlock_abi()
@@ -253,34 +265,57 @@ class Sandbox:
 # --- the supervisor ----------------------------------------------------------------------
 
 
-async def supervise_jailed(spec: dict[str, object], command: list[str], cwd: Path, limits: Limits,
-                           timeout: float, pass_fds: tuple[int, ...] = ()) -> ExecResult:  # fmt: skip
+async def supervise_jailed(
+    spec: dict[str, object],
+    command: list[str],
+    cwd: Path,
+    limits: Limits,
+    timeout: float,
+    pass_fds: tuple[int, ...] = (),
+) -> ExecResult:
     """Start ``command`` through the jail trampoline, inside its own pids cgroup when one
     can be made; the cgroup is emptied afterwards, so no process of the run survives it."""
     group = PidsCgroup.create(limits.processes)
     if group is not None:
         spec["cgroup"] = group.procs_file
     try:
-        return await supervise(confine.jail_argv(spec, command), cwd, {}, timeout, pass_fds,
-                               terminate_first=bool(spec.get("supervise")))  # fmt: skip
+        return await supervise(
+            confine.jail_argv(spec, command),
+            cwd,
+            {},
+            timeout,
+            pass_fds,
+            terminate_first=bool(spec.get("supervise")),
+        )
     finally:
         if group is not None:
             group.kill_all()
             group.remove()
 
 
-async def supervise(argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
-                    pass_fds: tuple[int, ...] = (), terminate_first: bool = False) -> ExecResult:  # fmt: skip
+async def supervise(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    pass_fds: tuple[int, ...] = (),
+    terminate_first: bool = False,
+) -> ExecResult:
     """Run ``argv`` to completion or deadline; the whole process group dies afterwards.
 
     ``terminate_first``: the process is a jail that kills its own tree on SIGTERM (it also
     reaches daemons that left the process group), so it gets that chance first."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=str(cwd), env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True, close_fds=True,
+        *argv,
+        cwd=str(cwd),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
         pass_fds=pass_fds,
-    )  # fmt: skip
+    )
     out, err = _Capture(), _Capture()
     assert proc.stdout is not None and proc.stderr is not None
     both = [out, err]
@@ -334,6 +369,7 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:
         pidfd = None
     if pidfd is not None:
         exited: asyncio.Future[None] = loop.create_future()
+
         def on_exit() -> None:
             if not exited.done():
                 exited.set_result(None)

@@ -92,9 +92,14 @@ class Board:
         """Status lines; safe to call from the live region's refresh thread (it iterates a
         snapshot while the event thread adds and removes runs)."""
         now = time.monotonic() if now is None else now
-        return [(v, f"{v.label()} · {v.activity} · {now - v.started:.1f} s" +
-                 (f" · {human_tokens(v.tokens)} tokens" if v.tokens else ""))
-                for v in list(self.runs.values())]  # fmt: skip
+        return [
+            (
+                v,
+                f"{v.label()} · {v.activity} · {now - v.started:.1f} s"
+                + (f" · {human_tokens(v.tokens)} tokens" if v.tokens else ""),
+            )
+            for v in list(self.runs.values())
+        ]
 
 
 def human_tokens(n: int) -> str:

@@ -62,8 +62,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-RUN_STATUSES = ("queued", "in_progress", "requires_action", "completed", "failed",
-                "cancelled", "incomplete")  # fmt: skip
+RUN_STATUSES = ("queued", "in_progress", "requires_action", "completed", "failed", "cancelled", "incomplete")
 
 
 def new_id(prefix: str) -> str:
@@ -83,8 +82,9 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             migrate(self.db)
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"cannot open the database {self.path}: {exc}",
-                              "move the file aside or set SWARMCHAT_HOME") from None  # fmt: skip
+            raise ConfigError(
+                f"cannot open the database {self.path}: {exc}", "move the file aside or set SWARMCHAT_HOME"
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -93,8 +93,7 @@ class Store:
 
     def create_session(self, swarm: str, workspace: str) -> str:
         sid = new_id("sess")
-        self.db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
-                        (sid, time.time(), swarm, workspace))  # fmt: skip
+        self.db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", (sid, time.time(), swarm, workspace))
         return sid
 
     def thread_for(self, session_id: str, caller: str, callee: str) -> str:
@@ -106,26 +105,37 @@ class Store:
         if row:
             return str(row[0])
         tid = new_id("thread")
-        self.db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?)",
-                        (tid, session_id, caller, callee, time.time()))  # fmt: skip
+        self.db.execute(
+            "INSERT INTO threads VALUES (?, ?, ?, ?, ?)", (tid, session_id, caller, callee, time.time())
+        )
         return tid
 
     def threads(self, session_id: str) -> list[tuple[str, str, str]]:
-        return [(str(a), str(b), str(c)) for a, b, c in self.db.execute(
-            "SELECT id, caller, callee FROM threads WHERE session_id=? ORDER BY created",
-            (session_id,))]  # fmt: skip
+        return [
+            (str(a), str(b), str(c))
+            for a, b, c in self.db.execute(
+                "SELECT id, caller, callee FROM threads WHERE session_id=? ORDER BY created", (session_id,)
+            )
+        ]
 
     # messages ------------------------------------------------------------------------
 
     def add_messages(self, thread_id: str, agent: str | None, messages: list[ChatMessage]) -> None:
         """Append messages in one transaction (an assistant tool call with its results)."""
         rows = [
-            (thread_id, m.role, agent, self._redact(m.content),
-             json.dumps([[c.id, c.name, self._redact(c.arguments)] for c in m.tool_calls])
-             if m.tool_calls else None,
-             m.tool_call_id, time.time())
+            (
+                thread_id,
+                m.role,
+                agent,
+                self._redact(m.content),
+                json.dumps([[c.id, c.name, self._redact(c.arguments)] for c in m.tool_calls])
+                if m.tool_calls
+                else None,
+                m.tool_call_id,
+                time.time(),
+            )
             for m in messages
-        ]  # fmt: skip
+        ]
         with _transaction(self.db):
             self.db.executemany(
                 "INSERT INTO messages (thread_id, role, agent, content, tool_calls, tool_call_id,"
@@ -136,8 +146,7 @@ class Store:
     def messages(self, thread_id: str) -> list[ChatMessage]:
         out = []
         for role, content, calls, call_id in self.db.execute(
-            "SELECT role, content, tool_calls, tool_call_id FROM messages WHERE thread_id=? "
-            "ORDER BY id",
+            "SELECT role, content, tool_calls, tool_call_id FROM messages WHERE thread_id=? ORDER BY id",
             (thread_id,),
         ):
             tool_calls = tuple(ToolCall(*c) for c in json.loads(calls)) if calls else ()
@@ -155,17 +164,23 @@ class Store:
         )
         return rid
 
-    def set_run_status(self, run_id: str, status: str, usage: Usage | None = None,
-                       error: str | None = None) -> None:  # fmt: skip
+    def set_run_status(
+        self, run_id: str, status: str, usage: Usage | None = None, error: str | None = None
+    ) -> None:
         assert status in RUN_STATUSES, status
         final = status in ("completed", "failed", "cancelled", "incomplete")
         usage = usage or Usage()
         self.db.execute(
-            "UPDATE runs SET status=?, ended=?, prompt_tokens=?, completion_tokens=?, "
-            "error=? WHERE id=?",
-            (status, time.time() if final else None, usage.prompt_tokens,
-             usage.completion_tokens, self._redact(error) if error else None, run_id),
-        )  # fmt: skip
+            "UPDATE runs SET status=?, ended=?, prompt_tokens=?, completion_tokens=?, error=? WHERE id=?",
+            (
+                status,
+                time.time() if final else None,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                self._redact(error) if error else None,
+                run_id,
+            ),
+        )
 
     def run_status(self, run_id: str) -> str:
         row = self.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -187,7 +202,9 @@ def migrate(db: sqlite3.Connection) -> None:
     """Apply every migration newer than the database's ``user_version``."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):
-        raise ConfigError(f"the database was written by a newer swarmchat (schema {version})",
-                          "upgrade swarmchat or set SWARMCHAT_HOME to another directory")  # fmt: skip
+        raise ConfigError(
+            f"the database was written by a newer swarmchat (schema {version})",
+            "upgrade swarmchat or set SWARMCHAT_HOME to another directory",
+        )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from swarmchat.sandbox import Sandbox
     from swarmchat.workspace import Workspace
 
+
 @dataclass
 class ToolContext:
     """What a tool may use: the caller, the workspace, the sandbox and the runner."""
@@ -82,17 +83,35 @@ class ExecutePyFile(Tool):
         if executor.name == "refused":  # its run() raises the reason, before anyone is asked
             await executor.run(rel, ctx.workspace.root, 0)
         network = ctx.agent.network
-        ctx.emit(ApprovalRequested(agent=ctx.agent.name, run_id=ctx.run_id, depth=ctx.depth,
-                                   file_name=rel, code=code, sandbox=executor.name,
-                                   network=network))  # fmt: skip
+        ctx.emit(
+            ApprovalRequested(
+                agent=ctx.agent.name,
+                run_id=ctx.run_id,
+                depth=ctx.depth,
+                file_name=rel,
+                code=code,
+                sandbox=executor.name,
+                network=network,
+            )
+        )
         approved, reason = await ctx.approver.decide(rel, network, executor.confined)
-        ctx.emit(ApprovalResolved(agent=ctx.agent.name, run_id=ctx.run_id, depth=ctx.depth,
-                                  file_name=rel, approved=approved, reason=reason))  # fmt: skip
+        ctx.emit(
+            ApprovalResolved(
+                agent=ctx.agent.name,
+                run_id=ctx.run_id,
+                depth=ctx.depth,
+                file_name=rel,
+                approved=approved,
+                reason=reason,
+            )
+        )
         if not approved:
             if reason == "non-interactive":
-                raise ToolError(f"{rel} was not run: running code needs the user's approval and this "
-                                "session is non-interactive (the user can allow it with --yes). "
-                                "Tell the user.")  # fmt: skip
+                raise ToolError(
+                    f"{rel} was not run: running code needs the user's approval and this "
+                    "session is non-interactive (the user can allow it with --yes). "
+                    "Tell the user."
+                )
             raise ToolError(f"the user declined to run {rel}.")
         before = ctx.workspace.snapshot()
         result = await executor.run(rel, ctx.workspace.root, ctx.exec_timeout, network)
@@ -139,12 +158,15 @@ def send_message_tool(agent: Agent, swarm: Swarm) -> type[Tool]:
     def as_enum(schema: dict[str, Any]) -> None:
         schema.pop("const", None)  # a one-name Literal would otherwise become "const"
         schema["enum"] = list(agent.talks_to)
+
     cls: type[Tool] = create_model(
         "SendMessage",
         __base__=Tool,
         __doc__=doc,
-        recipient=(recipient_type, Field(description="The agent to send the message to",
-                                         json_schema_extra=as_enum)),
+        recipient=(
+            recipient_type,
+            Field(description="The agent to send the message to", json_schema_extra=as_enum),
+        ),
         message=(str, Field(description="The task or question, with every detail needed")),
     )
 
@@ -176,16 +198,17 @@ def parse_arguments(cls: type[Tool], raw: str) -> Tool:
     try:
         data = json.loads(raw or "{}")
     except json.JSONDecodeError as exc:
-        raise ToolError(f"arguments are not valid JSON ({exc.msg} at position {exc.pos}); "
-                        "send a JSON object matching the tool's schema") from None  # fmt: skip
+        raise ToolError(
+            f"arguments are not valid JSON ({exc.msg} at position {exc.pos}); "
+            "send a JSON object matching the tool's schema"
+        ) from None
     if not isinstance(data, dict):
         raise ToolError("arguments must be a JSON object")
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-            for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
         )
         raise ToolError(f"invalid arguments for {cls.__name__}: {problems}") from None
 

@@ -99,8 +99,7 @@ class Workspace:
                     raise ToolError(f"directory '{part}' does not exist in the workspace") from None
                 except (NotADirectoryError, OSError) as exc:
                     raise ToolError(
-                        f"'{part}' is a symlink or not a directory; refusing to follow it "
-                        f"({exc.strerror})"
+                        f"'{part}' is a symlink or not a directory; refusing to follow it ({exc.strerror})"
                     ) from None
                 os.close(fd)
                 fd = nfd
@@ -115,12 +114,13 @@ class Workspace:
         dfd = self._open_dir(parts[:-1], create=True)
         tmp = f".{parts[-1][:200]}.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o644, dir_fd=dfd)  # fmt: skip
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
+            )
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
             try:
@@ -150,8 +150,7 @@ class Workspace:
             except FileNotFoundError:
                 raise ToolError(f"'{name}' does not exist in the workspace") from None
             except OSError as exc:
-                raise ToolError(f"cannot open '{name}': {exc.strerror} (symlinks are refused)")\
-                    from None
+                raise ToolError(f"cannot open '{name}': {exc.strerror} (symlinks are refused)") from None
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise ToolError(f"'{name}' is not a regular file")

@@ -23,8 +23,7 @@ def fake() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def cli_env(tmp_path: Path, fake: FakeOpenAI) -> dict[str, str]:
     """Environment for a subprocess: fake provider, private home, fast retries."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "AZURE_", "SWARMCHAT_"))}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_", "SWARMCHAT_"))}
     env.update(
         OPENAI_API_KEY="sk-test-SECRET-0123456789",
         OPENAI_BASE_URL=fake.base_url,

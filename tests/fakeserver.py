@@ -109,8 +109,9 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             fake.paths.append(self.path)
             if not self.path.split("?")[0].endswith("/chat/completions"):
                 return self._json(404, {"error": {"message": f"no route {self.path}"}})
-            system = next((m.get("content") or "" for m in body.get("messages", [])
-                           if m.get("role") == "system"), "")  # fmt: skip
+            system = next(
+                (m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "system"), ""
+            )
             match = _AGENT_RE.match(system)
             agent = match.group(1) if match else "?"
             seen = Seen(agent, body, time.monotonic())
@@ -145,8 +146,9 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             fault = reply.fault
             if fault == "429":
                 headers = {"retry-after": reply.retry_after} if reply.retry_after else {}
-                return self._json(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
-                                  headers)  # fmt: skip
+                return self._json(
+                    429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}}, headers
+                )
             if fault == "500":
                 return self._json(500, {"error": {"message": "The server had an error"}})
             if fault == "401":
@@ -166,7 +168,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             for i, chunk in enumerate(chunks):
                 if fault in ("drop_mid", "truncate") and i == max(1, len(chunks) // 2):
                     if fault == "drop_mid":
-                        self.wfile.write(b"40\r\ndata: {\"trunc")  # a chunk cut short
+                        self.wfile.write(b'40\r\ndata: {"trunc')  # a chunk cut short
                         self.wfile.flush()
                         self.connection.shutdown(socket.SHUT_RDWR)
                         self.close_connection = True
@@ -190,46 +192,97 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
 
 def _base(body: dict[str, Any]) -> dict[str, Any]:
-    return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": body.get("model", "fake")}  # fmt: skip
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+    }
 
 
 def _chunks(body: dict[str, Any], text: str, reply: Reply) -> list[dict[str, Any]]:
-    out = [{**_base(body), "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                        "finish_reason": None}]}]  # fmt: skip
+    out = [
+        {
+            **_base(body),
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+        }
+    ]
     for i in range(0, len(text), 7):
-        out.append({**_base(body), "choices": [{"index": 0, "delta": {"content": text[i:i + 7]},
-                                                "finish_reason": None}]})  # fmt: skip
+        out.append(
+            {
+                **_base(body),
+                "choices": [{"index": 0, "delta": {"content": text[i : i + 7]}, "finish_reason": None}],
+            }
+        )
     for n, (name, args) in enumerate(reply.tool_calls):
-        out.append({**_base(body), "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
-            {"index": n, "id": f"call_{n}_{abs(hash(args)) % 10**8}", "type": "function",
-             "function": {"name": name, "arguments": ""}}]}}]})  # fmt: skip
+        out.append(
+            {
+                **_base(body),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": None,
+                        "delta": {
+                            "tool_calls": [
+                                {
+                                    "index": n,
+                                    "id": f"call_{n}_{abs(hash(args)) % 10**8}",
+                                    "type": "function",
+                                    "function": {"name": name, "arguments": ""},
+                                }
+                            ]
+                        },
+                    }
+                ],
+            }
+        )
         step = max(1, len(args) // 3)
         for i in range(0, len(args), step):
-            out.append({**_base(body), "choices": [{"index": 0, "finish_reason": None, "delta": {
-                "tool_calls": [{"index": n, "function": {"arguments": args[i:i + step]}}]}}]})  # fmt: skip
+            out.append(
+                {
+                    **_base(body),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": None,
+                            "delta": {
+                                "tool_calls": [{"index": n, "function": {"arguments": args[i : i + step]}}]
+                            },
+                        }
+                    ],
+                }
+            )
     finish = "tool_calls" if reply.tool_calls else "stop"
     out.append({**_base(body), "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     if (body.get("stream_options") or {}).get("include_usage"):
         p, c = reply.usage
-        out.append({**_base(body), "choices": [],
-                    "usage": {"prompt_tokens": p, "completion_tokens": c,
-                              "total_tokens": p + c}})  # fmt: skip
+        out.append(
+            {
+                **_base(body),
+                "choices": [],
+                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+            }
+        )
     return out
 
 
 def _completion(body: dict[str, Any], text: str, reply: Reply) -> dict[str, Any]:
-    calls = [{"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": args}}
-             for n, (name, args) in enumerate(reply.tool_calls)]  # fmt: skip
+    calls = [
+        {"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": args}}
+        for n, (name, args) in enumerate(reply.tool_calls)
+    ]
     message: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         message["tool_calls"] = calls
     p, c = reply.usage
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if calls else "stop"}],
-            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}  # fmt: skip
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+    }
 
 
 def call(name: str, **arguments: Any) -> tuple[str, str]:

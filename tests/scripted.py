@@ -57,7 +57,7 @@ class ScriptedModel:
         step = queue.popleft()
         result = step if isinstance(step, Completion) else await step(request)
         for i in range(0, len(result.text), 5):
-            on_delta(result.text[i:i + 5])
+            on_delta(result.text[i : i + 5])
             await asyncio.sleep(0)
         return result
 
@@ -97,14 +97,29 @@ class Harness:
     workspace: Path
 
 
-def harness(tmp_path: Path, model: ScriptedModel, *, mode: Mode = "auto", yaml_text: str = SWARM,
-            options: RunOptions | None = None) -> Harness:  # fmt: skip
+def harness(
+    tmp_path: Path,
+    model: ScriptedModel,
+    *,
+    mode: Mode = "auto",
+    yaml_text: str = SWARM,
+    options: RunOptions | None = None,
+) -> Harness:
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
     swarm = parse_swarm(yaml_text, "test.yaml")
     store = Store(tmp_path / "db.sqlite")
     sid = store.create_session("test.yaml", str(ws))
     events: list[Event] = []
-    runner = Runner(swarm, model, store, sid, Workspace(ws), Sandbox(), Approver(mode),
-                    events.append, options or RunOptions(exec_timeout=10))  # fmt: skip
+    runner = Runner(
+        swarm,
+        model,
+        store,
+        sid,
+        Workspace(ws),
+        Sandbox(),
+        Approver(mode),
+        events.append,
+        options or RunOptions(exec_timeout=10),
+    )
     return Harness(runner, model, store, events, ws)

@@ -19,17 +19,22 @@ DATE_SCRIPT = "import datetime\nprint(datetime.date.today().isoformat())\n"
 
 
 def script_date_flow(fake: FakeOpenAI) -> None:
-    fake.script("user_proxy",
-                Reply(tool_calls=[call("SendMessage", recipient="coder",
-                                       message="Print today's date in ISO format.")]),
-                Reply(text=lambda body: f"Today is {last_tool_output(body)}."))  # fmt: skip
-    fake.script("coder",
-                Reply(text="I'll write a script.",
-                      tool_calls=[call("File", chain_of_thought="use datetime", file_name="task.py",
-                                       body=DATE_SCRIPT)]),
-                Reply(tool_calls=[call("ExecutePyFile", file_name="task.py")]),
-                Reply(text=lambda body: last_tool_output(body).split("--- stdout ---\n")[-1]
-                      .strip()))  # fmt: skip
+    fake.script(
+        "user_proxy",
+        Reply(
+            tool_calls=[call("SendMessage", recipient="coder", message="Print today's date in ISO format.")]
+        ),
+        Reply(text=lambda body: f"Today is {last_tool_output(body)}."),
+    )
+    fake.script(
+        "coder",
+        Reply(
+            text="I'll write a script.",
+            tool_calls=[call("File", chain_of_thought="use datetime", file_name="task.py", body=DATE_SCRIPT)],
+        ),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="task.py")]),
+        Reply(text=lambda body: last_tool_output(body).split("--- stdout ---\n")[-1].strip()),
+    )
 
 
 def test_date_scenario_end_to_end(fake: FakeOpenAI, cli_env, workspace: Path) -> None:
@@ -91,20 +96,24 @@ def test_json_output(fake: FakeOpenAI, cli_env, workspace) -> None:
     assert out["usage"]["user_proxy"]["total_tokens"] == 30
     assert out["usage"]["coder"]["total_tokens"] == 45
     assert [(c["agent"], c["name"], c["ok"]) for c in out["tool_calls"]] == [
-        ("user_proxy", "SendMessage", True), ("coder", "File", True),
-        ("coder", "ExecutePyFile", True)]  # fmt: skip
+        ("user_proxy", "SendMessage", True),
+        ("coder", "File", True),
+        ("coder", "ExecutePyFile", True),
+    ]
 
 
 def test_non_interactive_run_skips_code_and_says_how_to_allow(fake, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(text="unused"))
-    fake.script("coder",
-                Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py",
-                                       body="open('ran', 'w')\n")]),
-                Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
-                Reply(text=lambda b: "report: " + last_tool_output(b)))  # fmt: skip
+    fake.script(
+        "coder",
+        Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py", body="open('ran', 'w')\n")]),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
+        Reply(text=lambda b: "report: " + last_tool_output(b)),
+    )
     agents = workspace / "agents.yaml"
-    agents.write_text("entry: coder\nagents:\n  coder:\n    description: c\n"
-                      "    tools: [File, ExecutePyFile]\n")  # fmt: skip
+    agents.write_text(
+        "entry: coder\nagents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n"
+    )
     r = run_cli(["ask", "go"], cli_env, workspace)
     assert r.returncode == 0
     assert not (workspace / "ran").exists()
@@ -125,8 +134,12 @@ def test_provider_failure_after_retries_exits_4(fake, cli_env, workspace, fault:
 
 
 def test_transient_fault_recovers(fake, cli_env, workspace) -> None:
-    fake.script("user_proxy", Reply(fault="429", retry_after="0"), Reply(fault="drop_mid", text="xx"),
-                Reply(text="fine"))  # fmt: skip
+    fake.script(
+        "user_proxy",
+        Reply(fault="429", retry_after="0"),
+        Reply(fault="drop_mid", text="xx"),
+        Reply(text="fine"),
+    )
     r = run_cli(["ask", "hi"], cli_env, workspace)
     assert r.returncode == 0 and r.stdout == "fine\n"
 
@@ -157,13 +170,18 @@ def test_dotenv_loads_without_overriding(fake, cli_env, workspace) -> None:
 
 
 def test_model_precedence(fake, cli_env, workspace) -> None:
-    (workspace / "agents.yaml").write_text("model: file-default\nagents:\n  a:\n    description: x\n"
-                                           "    model: agent-model\n")  # fmt: skip
+    (workspace / "agents.yaml").write_text(
+        "model: file-default\nagents:\n  a:\n    description: x\n    model: agent-model\n"
+    )
     fake.script("a", Reply(text="1"), Reply(text="2"), Reply(text="3"))
     assert run_cli(["ask", "x"], cli_env, workspace).returncode == 0
     assert run_cli(["ask", "x"], {**cli_env, "SWARMCHAT_MODEL": "env-model"}, workspace).returncode == 0
-    assert run_cli(["ask", "x", "-m", "flag-model"], {**cli_env, "SWARMCHAT_MODEL": "env-model"},
-                   workspace).returncode == 0  # fmt: skip
+    assert (
+        run_cli(
+            ["ask", "x", "-m", "flag-model"], {**cli_env, "SWARMCHAT_MODEL": "env-model"}, workspace
+        ).returncode
+        == 0
+    )
     assert [r.body["model"] for r in fake.requests] == ["agent-model", "env-model", "flag-model"]
 
 
@@ -174,13 +192,16 @@ def test_bad_agents_file_names_file_and_line(cli_env, workspace) -> None:
     assert r.stderr.splitlines()[0] == (
         "swarmchat: error: agents.yaml:4: agents.a.tols: unknown field 'tols' (did you mean "
         "'tools'?); allowed: description, instructions, model, temperature, tools, talks_to, "
-        "color, max_turns, network")
+        "color, max_turns, network"
+    )
 
 
 def test_agents_check_and_listing(cli_env, workspace, tmp_path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text("agents:\n  boss:\n    description: b\n    talks_to: [dev]\n"
-                    "  dev:\n    description: d\n    tools: [File]\n")  # fmt: skip
+    good.write_text(
+        "agents:\n  boss:\n    description: b\n    talks_to: [dev]\n"
+        "  dev:\n    description: d\n    tools: [File]\n"
+    )
     r = run_cli(["agents", "--check", str(good)], cli_env, workspace)
     assert r.returncode == 0 and "ok (2 agents, entry: boss)" in r.stdout
     bad = tmp_path / "bad.yaml"
@@ -211,9 +232,12 @@ def test_turn_limit_exits_5(fake, cli_env, workspace) -> None:
 
 def test_unknown_tool_and_bad_arguments_go_back_to_model(fake, cli_env, workspace) -> None:
     (workspace / "agents.yaml").write_text("agents:\n  a:\n    description: x\n    tools: [File]\n")
-    fake.script("a", Reply(tool_calls=[("Shell", '{"cmd": "rm -rf /"}')]),
-                Reply(tool_calls=[("File", '{"file_name": "x.py", "body": ')]),
-                Reply(text=lambda b: "saw: " + last_tool_output(b)))  # fmt: skip
+    fake.script(
+        "a",
+        Reply(tool_calls=[("Shell", '{"cmd": "rm -rf /"}')]),
+        Reply(tool_calls=[("File", '{"file_name": "x.py", "body": ')]),
+        Reply(text=lambda b: "saw: " + last_tool_output(b)),
+    )
     r = run_cli(["ask", "x", "--json"], cli_env, workspace)
     assert r.returncode == 0
     out = json.loads(r.stdout)
@@ -225,10 +249,18 @@ def test_unknown_tool_and_bad_arguments_go_back_to_model(fake, cli_env, workspac
 def test_parallel_send_messages_overlap(fake, cli_env, workspace) -> None:
     (workspace / "agents.yaml").write_text(
         "agents:\n  boss:\n    description: b\n    talks_to: [one, two]\n"
-        "  one:\n    description: o\n  two:\n    description: t\n")  # fmt: skip
-    fake.script("boss", Reply(tool_calls=[call("SendMessage", recipient="one", message="a"),
-                                          call("SendMessage", recipient="two", message="b")]),
-                Reply(text=lambda b: "done"))  # fmt: skip
+        "  one:\n    description: o\n  two:\n    description: t\n"
+    )
+    fake.script(
+        "boss",
+        Reply(
+            tool_calls=[
+                call("SendMessage", recipient="one", message="a"),
+                call("SendMessage", recipient="two", message="b"),
+            ]
+        ),
+        Reply(text=lambda b: "done"),
+    )
     fake.script("one", Reply(text="from one", barrier="pair"))
     fake.script("two", Reply(text="from two", barrier="pair"))
     r = run_cli(["ask", "x", "--json"], cli_env, workspace)
@@ -256,8 +288,14 @@ def test_secrets_never_stored_or_printed(fake, cli_env, workspace, tmp_path) -> 
 
 def test_closed_stdout_pipe_exits_quietly(fake, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(text="line\n" * 20000))
-    proc = subprocess.Popen([SWARMCHAT, "ask", "x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=cli_env, cwd=workspace)  # fmt: skip
+    proc = subprocess.Popen(
+        [SWARMCHAT, "ask", "x"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=cli_env,
+        cwd=workspace,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.readline()
     proc.stdout.close()
@@ -281,7 +319,9 @@ def test_version_and_help_do_not_import_heavy_modules(args, tmp_path) -> None:
 
 def test_repl_path_does_not_import_the_sdk(tmp_path) -> None:
     """The prompt must appear before openai (about a second) is imported."""
-    code = ("import sys\nimport swarmchat.repl, swarmchat.render_rich, swarmchat.output, swarmchat.app\n"
-            "print([m for m in ('openai', 'instructor') if m in sys.modules])\n")  # fmt: skip
+    code = (
+        "import sys\nimport swarmchat.repl, swarmchat.render_rich, swarmchat.output, swarmchat.app\n"
+        "print([m for m in ('openai', 'instructor') if m in sys.modules])\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.stdout.strip() == "[]", r.stderr

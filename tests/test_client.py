@@ -25,11 +25,13 @@ def complete(fake: FakeOpenAI, attempts: int = 3) -> tuple[Completion, list[str]
     retries: list[tuple] = []
 
     async def go() -> Completion:
-        client = OpenAIChatClient(ProviderSettings("openai", "sk-test", base_url=fake.base_url),
-                                  RetryPolicy(attempts=attempts, base_delay=0.01), timeout=10)  # fmt: skip
+        client = OpenAIChatClient(
+            ProviderSettings("openai", "sk-test", base_url=fake.base_url),
+            RetryPolicy(attempts=attempts, base_delay=0.01),
+            timeout=10,
+        )
         try:
-            return await client.complete(REQUEST, deltas.append,
-                                         lambda e, n, d: retries.append((e, n, d)))  # fmt: skip
+            return await client.complete(REQUEST, deltas.append, lambda e, n, d: retries.append((e, n, d)))
         finally:
             await client.aclose()
 
@@ -47,10 +49,16 @@ def test_streams_text_and_usage(fake: FakeOpenAI) -> None:
 
 
 def test_assembles_tool_calls_split_over_chunks(fake: FakeOpenAI) -> None:
-    fake.script("a", Reply(text="thinking", tool_calls=[
-        call("File", chain_of_thought="c", file_name="a.py", body="print('x' * 3)\n"),
-        call("ExecutePyFile", file_name="a.py"),
-    ]))  # fmt: skip
+    fake.script(
+        "a",
+        Reply(
+            text="thinking",
+            tool_calls=[
+                call("File", chain_of_thought="c", file_name="a.py", body="print('x' * 3)\n"),
+                call("ExecutePyFile", file_name="a.py"),
+            ],
+        ),
+    )
     result, _, _ = complete(fake)
     assert [c.name for c in result.tool_calls] == ["File", "ExecutePyFile"]
     assert '"body": "print(\'x\' * 3)\\n"' in result.tool_calls[0].arguments

@@ -20,36 +20,66 @@ def error_of(text: str) -> str:
     return message
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("agents:\n  a:\n    description: x\n    tools: [Fiel]\n",
-     "f.yaml:4: agents.a.tools[0]: unknown tool 'Fiel' (did you mean 'File'?); known tools: File, "
-     "ExecutePyFile"),
-    ("agents:\n  a:\n    description: x\n    talks_to: [bb]\n  b:\n    description: y\n",
-     "f.yaml:4: agents.a.talks_to[0]: no agent named 'bb' (did you mean 'b'?)"),
-    ("entry: nobody\nagents:\n  a:\n    description: x\n", "f.yaml:1: entry: no agent named 'nobody'"),
-    ("agents:\n  a:\n    descripton: x\n",
-     "f.yaml:3: agents.a.descripton: unknown field 'descripton' (did you mean 'description'?)"),
-    ("modle: x\nagents:\n  a:\n    description: x\n", "f.yaml:1: modle: unknown field 'modle' (did you mean 'model'?)"),
-    ("agents:\n  a:\n    instructions: x\n", "f.yaml:2: agents.a.description: required field is missing"),
-    ("agents:\n  a:\n    description: x\n    temperature: 9\n", "f.yaml:4: agents.a.temperature: Input should be less"),
-    ("agents:\n  a:\n    description: x\n    tools: File\n", "f.yaml:4: agents.a.tools: Input should be a valid list"),
-    ("agents:\n  a:\n    description: x\n  a:\n    description: y\n", "f.yaml:4: agents.a: duplicate key"),
-    ("agents:\n  a: {description: x\n", "f.yaml:3: invalid YAML"),
-    ("version: 2\nagents:\n  a: {description: x}\n", "f.yaml:1: version: unsupported version"),
-    ("agents: {}\n", "f.yaml:1: agents: "),
-    ("- a\n- b\n", "f.yaml:1: expected a mapping"),
-    ("agents:\n  a:\n    description: x\n    talks_to: [a]\n", "cannot talk to itself"),
-    ("agents:\n  a:\n    description: x\n    tools: [SendMessage]\n", "SendMessage is given automatically"),
-    ("agents:\n  a:\n    description: x\n    color: cyna\n", "f.yaml:4: agents.a.color: unknown colour 'cyna' (did you mean 'cyan'?)"),
-    ("agents:\n  a b:\n    description: x\n", "f.yaml:2: agents.a b: agent names use"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "agents:\n  a:\n    description: x\n    tools: [Fiel]\n",
+            "f.yaml:4: agents.a.tools[0]: unknown tool 'Fiel' (did you mean 'File'?); known tools: File, "
+            "ExecutePyFile",
+        ),
+        (
+            "agents:\n  a:\n    description: x\n    talks_to: [bb]\n  b:\n    description: y\n",
+            "f.yaml:4: agents.a.talks_to[0]: no agent named 'bb' (did you mean 'b'?)",
+        ),
+        ("entry: nobody\nagents:\n  a:\n    description: x\n", "f.yaml:1: entry: no agent named 'nobody'"),
+        (
+            "agents:\n  a:\n    descripton: x\n",
+            "f.yaml:3: agents.a.descripton: unknown field 'descripton' (did you mean 'description'?)",
+        ),
+        (
+            "modle: x\nagents:\n  a:\n    description: x\n",
+            "f.yaml:1: modle: unknown field 'modle' (did you mean 'model'?)",
+        ),
+        ("agents:\n  a:\n    instructions: x\n", "f.yaml:2: agents.a.description: required field is missing"),
+        (
+            "agents:\n  a:\n    description: x\n    temperature: 9\n",
+            "f.yaml:4: agents.a.temperature: Input should be less",
+        ),
+        (
+            "agents:\n  a:\n    description: x\n    tools: File\n",
+            "f.yaml:4: agents.a.tools: Input should be a valid list",
+        ),
+        (
+            "agents:\n  a:\n    description: x\n  a:\n    description: y\n",
+            "f.yaml:4: agents.a: duplicate key",
+        ),
+        ("agents:\n  a: {description: x\n", "f.yaml:3: invalid YAML"),
+        ("version: 2\nagents:\n  a: {description: x}\n", "f.yaml:1: version: unsupported version"),
+        ("agents: {}\n", "f.yaml:1: agents: "),
+        ("- a\n- b\n", "f.yaml:1: expected a mapping"),
+        ("agents:\n  a:\n    description: x\n    talks_to: [a]\n", "cannot talk to itself"),
+        (
+            "agents:\n  a:\n    description: x\n    tools: [SendMessage]\n",
+            "SendMessage is given automatically",
+        ),
+        (
+            "agents:\n  a:\n    description: x\n    color: cyna\n",
+            "f.yaml:4: agents.a.color: unknown colour 'cyna' (did you mean 'cyan'?)",
+        ),
+        ("agents:\n  a b:\n    description: x\n", "f.yaml:2: agents.a b: agent names use"),
+    ],
+)
 def test_validation_errors(text: str, expected: str) -> None:
     assert expected in error_of(text)
 
 
 def test_defaults_are_resolved() -> None:
-    swarm = parse_swarm("model: m1\nagents:\n  a:\n    description: x\n    talks_to: [b]\n"
-                        "  b:\n    description: y\n    model: m2\n    max_turns: 4\n", "f.yaml")  # fmt: skip
+    swarm = parse_swarm(
+        "model: m1\nagents:\n  a:\n    description: x\n    talks_to: [b]\n"
+        "  b:\n    description: y\n    model: m2\n    max_turns: 4\n",
+        "f.yaml",
+    )
     assert swarm.entry == "a"
     assert (swarm.agents["a"].model, swarm.agents["b"].model) == ("m1", "m2")
     assert swarm.agents["a"].max_turns == 20 and swarm.agents["b"].max_turns == 4

@@ -16,13 +16,18 @@ SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "events.schema.json
 
 
 def script_delegation(fake: FakeOpenAI) -> None:
-    fake.script("user_proxy", Reply(fault="429", retry_after="0"),
-                Reply(tool_calls=[call("SendMessage", recipient="coder", message="compute")]),
-                Reply(text=lambda b: "It is " + last_tool_output(b)))  # fmt: skip
-    fake.script("coder",
-                Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py", body="print(6*7)\n")]),
-                Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
-                Reply(text="42"))  # fmt: skip
+    fake.script(
+        "user_proxy",
+        Reply(fault="429", retry_after="0"),
+        Reply(tool_calls=[call("SendMessage", recipient="coder", message="compute")]),
+        Reply(text=lambda b: "It is " + last_tool_output(b)),
+    )
+    fake.script(
+        "coder",
+        Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py", body="print(6*7)\n")]),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
+        Reply(text="42"),
+    )
 
 
 def lines_of(stdout: str) -> list[dict]:
@@ -38,9 +43,17 @@ def test_jsonl_events_validate_and_end_with_the_json_result(fake, cli_env, works
         jsonschema.validate(event, SCHEMA)
     types = [e["type"] for e in events]
     assert types[0] == "session.started" and types[-1] == "result"
-    for kind in ("agent.started", "message.delta", "agent.message", "tool_call.started",
-                 "tool_call.completed", "approval.requested", "approval.resolved",
-                 "agent.completed", "error"):  # fmt: skip
+    for kind in (
+        "agent.started",
+        "message.delta",
+        "agent.message",
+        "tool_call.started",
+        "tool_call.completed",
+        "approval.requested",
+        "approval.resolved",
+        "agent.completed",
+        "error",
+    ):
         assert kind in types, kind
     retry = next(e for e in events if e["type"] == "error")
     assert retry["code"] == "provider_retry" and retry["retryable"] and retry["attempt"] == 1
@@ -76,9 +89,15 @@ def test_jsonl_reports_the_final_error(fake, cli_env, workspace) -> None:
 
 
 def test_quiet_prints_only_the_answer(fake, cli_env, workspace) -> None:
-    (workspace / "agents.yaml").write_text("agents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n")
-    fake.script("coder", Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py", body="1")]),
-                Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]), Reply(text="answer"))  # fmt: skip
+    (workspace / "agents.yaml").write_text(
+        "agents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n"
+    )
+    fake.script(
+        "coder",
+        Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py", body="1")]),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
+        Reply(text="answer"),
+    )
     r = run_cli(["ask", "x", "-q", "-v"], cli_env, workspace)
     assert (r.returncode, r.stdout, r.stderr) == (0, "answer\n", "")  # the skip notice too is silenced
     fake.script("coder", Reply(fault="401"))
@@ -103,16 +122,19 @@ class _Stream(io.StringIO):
         return self.tty
 
 
-@pytest.mark.parametrize(("flag", "env", "tty", "expected"), [
-    ("always", {"NO_COLOR": "1"}, False, True),
-    ("never", {"FORCE_COLOR": "1"}, True, False),
-    ("auto", {"NO_COLOR": "1", "FORCE_COLOR": "1"}, True, False),
-    ("auto", {"FORCE_COLOR": "1"}, False, True),
-    ("auto", {"CLICOLOR_FORCE": "1"}, False, True),
-    ("auto", {"TERM": "dumb"}, True, False),
-    ("auto", {"TERM": "xterm"}, True, True),
-    ("auto", {"TERM": "xterm"}, False, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("flag", "env", "tty", "expected"),
+    [
+        ("always", {"NO_COLOR": "1"}, False, True),
+        ("never", {"FORCE_COLOR": "1"}, True, False),
+        ("auto", {"NO_COLOR": "1", "FORCE_COLOR": "1"}, True, False),
+        ("auto", {"FORCE_COLOR": "1"}, False, True),
+        ("auto", {"CLICOLOR_FORCE": "1"}, False, True),
+        ("auto", {"TERM": "dumb"}, True, False),
+        ("auto", {"TERM": "xterm"}, True, True),
+        ("auto", {"TERM": "xterm"}, False, False),
+    ],
+)
 def test_colour_decision(monkeypatch: pytest.MonkeyPatch, flag, env, tty, expected) -> None:
     from swarmchat.render_rich import color_enabled
 
@@ -123,17 +145,28 @@ def test_colour_decision(monkeypatch: pytest.MonkeyPatch, flag, env, tty, expect
     assert color_enabled(flag, _Stream(tty)) is expected
 
 
-@pytest.mark.parametrize(("args", "env", "coloured"), [
-    ([], {}, True), (["--color", "never"], {}, False), ([], {"NO_COLOR": "1"}, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "env", "coloured"),
+    [
+        ([], {}, True),
+        (["--color", "never"], {}, False),
+        ([], {"NO_COLOR": "1"}, False),
+    ],
+)
 def test_colour_in_a_terminal(fake, cli_env, workspace, args, env, coloured) -> None:
     import pexpect
     from clitools import SWARMCHAT
 
     fake.script("user_proxy", Reply(text="**bold** hi"))
     base = {k: v for k, v in cli_env.items() if k != "NO_COLOR"}
-    child = pexpect.spawn(SWARMCHAT, ["ask", "x", *args], env={**base, "TERM": "xterm", **env},
-                          cwd=str(workspace), encoding="utf-8", timeout=20)  # fmt: skip
+    child = pexpect.spawn(
+        SWARMCHAT,
+        ["ask", "x", *args],
+        env={**base, "TERM": "xterm", **env},
+        cwd=str(workspace),
+        encoding="utf-8",
+        timeout=20,
+    )
     child.expect(pexpect.EOF)
     out = child.before
     assert "hi" in out
@@ -141,7 +174,10 @@ def test_colour_in_a_terminal(fake, cli_env, workspace, args, env, coloured) -> 
 
 
 def test_usage_errors_for_output_flags(cli_env, workspace) -> None:
-    for args in (["ask", "x", "--output-format", "yaml"], ["ask", "x", "--include-partial"],
-                 ["ask", "x", "--color", "sometimes"]):  # fmt: skip
+    for args in (
+        ["ask", "x", "--output-format", "yaml"],
+        ["ask", "x", "--include-partial"],
+        ["ask", "x", "--color", "sometimes"],
+    ):
         r = run_cli(args, cli_env, workspace)
         assert r.returncode == 2, args

@@ -22,8 +22,11 @@ from swarmchat.events import (
 from swarmchat.output import PlainRenderer
 from swarmchat.render_rich import MarkdownBlocks, RichRenderer, make_console
 
-SWARM = parse_swarm("agents:\n  user_proxy:\n    description: p\n    talks_to: [coder, writer]\n"
-                    "  coder:\n    description: c\n  writer:\n    description: w\n", "t.yaml")  # fmt: skip
+SWARM = parse_swarm(
+    "agents:\n  user_proxy:\n    description: p\n    talks_to: [coder, writer]\n"
+    "  coder:\n    description: c\n  writer:\n    description: w\n",
+    "t.yaml",
+)
 
 
 def render(events: list[Event], show_code: bool = False) -> str:
@@ -35,8 +38,9 @@ def render(events: list[Event], show_code: bool = False) -> str:
 
 
 def deltas(agent: str, run: str, depth: int, text: str) -> list[Event]:
-    return [TextDelta(agent=agent, run_id=run, depth=depth, text=text[i:i + 4])
-            for i in range(0, len(text), 4)]  # fmt: skip
+    return [
+        TextDelta(agent=agent, run_id=run, depth=depth, text=text[i : i + 4]) for i in range(0, len(text), 4)
+    ]
 
 
 def delegation() -> list[Event]:
@@ -49,28 +53,39 @@ def delegation() -> list[Event]:
         RunStarted(**c, caller="user_proxy", thread_id="t1", model="m"),
         *deltas("coder", "r1", 1, "Writing it.\nNow."),
         MessageCompleted(**c, text="Writing it.\nNow."),
-        ToolCallStarted(**c, call_id="f", name="File",
-                        arguments={"file_name": "task.py", "body": "print(6 * 7)\n"}),
-        ToolCallFinished(**c, call_id="f", name="File", output="Wrote 13 bytes to task.py.", ok=True,
-                         duration_ms=1),
+        ToolCallStarted(
+            **c, call_id="f", name="File", arguments={"file_name": "task.py", "body": "print(6 * 7)\n"}
+        ),
+        ToolCallFinished(
+            **c, call_id="f", name="File", output="Wrote 13 bytes to task.py.", ok=True, duration_ms=1
+        ),
         ToolCallStarted(**c, call_id="e", name="ExecutePyFile", arguments={"file_name": "task.py"}),
-        ToolCallFinished(**c, call_id="e", name="ExecutePyFile",
-                         output="exit status 0\n--- stdout ---\n" + "\n".join(str(i) for i in range(12)),
-                         ok=True, duration_ms=30),
+        ToolCallFinished(
+            **c,
+            call_id="e",
+            name="ExecutePyFile",
+            output="exit status 0\n--- stdout ---\n" + "\n".join(str(i) for i in range(12)),
+            ok=True,
+            duration_ms=30,
+        ),
         *deltas("coder", "r1", 1, "42"),
         MessageCompleted(**c, text="42"),
-        RunFinished(**c, caller="user_proxy", thread_id="t1", status="completed", text="42",
-                    usage=Usage(800, 20)),
+        RunFinished(
+            **c, caller="user_proxy", thread_id="t1", status="completed", text="42", usage=Usage(800, 20)
+        ),
         ToolCallFinished(**p, call_id="s", name="SendMessage", output="42", ok=True, duration_ms=1500),
         *deltas("user_proxy", "r0", 0, "# Answer\n\nIt is **42**.\n\n```python\nprint(6 * 7)\n```\n"),
         MessageCompleted(**p, text="..."),
-        RunFinished(**p, caller="user", thread_id="t0", status="completed", text="...",
-                    usage=Usage(1200, 34)),
-    ]  # fmt: skip
+        RunFinished(
+            **p, caller="user", thread_id="t0", status="completed", text="...", usage=Usage(1200, 34)
+        ),
+    ]
 
 
 def test_delegation_tree_render() -> None:
-    assert render(delegation()) == """\
+    assert (
+        render(delegation())
+        == """\
   user_proxy → coder
   Compute 6*7.
   Writing it.
@@ -97,17 +112,22 @@ It is 42.
  print(6 * 7)
 
 2,000 tokens in / 54 out · all agents · cost unknown"""
+    )
 
 
 def test_parallel_agents_do_not_interleave() -> None:
     a = {"agent": "coder", "run_id": "ra", "depth": 1}
     b = {"agent": "writer", "run_id": "rb", "depth": 1}
     events: list[Event] = []
-    for x, y in zip(deltas("coder", "ra", 1, "alpha beta gamma"), deltas("writer", "rb", 1, "one two three"),
-                    strict=False):  # fmt: skip
+    for x, y in zip(
+        deltas("coder", "ra", 1, "alpha beta gamma"), deltas("writer", "rb", 1, "one two three"), strict=False
+    ):
         events += [x, y]
-    events += [MessageCompleted(**b, text="one two three"), *deltas("coder", "ra", 1, " delta"),
-               MessageCompleted(**a, text="alpha beta gamma delta")]  # fmt: skip
+    events += [
+        MessageCompleted(**b, text="one two three"),
+        *deltas("coder", "ra", 1, " delta"),
+        MessageCompleted(**a, text="alpha beta gamma delta"),
+    ]
     # The writer, buffered, prints as a block when its message ends; the coder's line,
     # streamed live, lands whole when it completes: never a mix of the two.
     assert render(events) == "  one two three\n  alpha beta gamma delta"
@@ -115,25 +135,35 @@ def test_parallel_agents_do_not_interleave() -> None:
 
 def test_approval_and_retry_and_failure_lines() -> None:
     c = {"agent": "coder", "run_id": "r1", "depth": 1}
-    out = render([
-        ApprovalRequested(**c, file_name="task.py", code="print('hi')\n"),
-        ApprovalResolved(**c, file_name="task.py", approved=False, reason="user"),
-        Retrying(**c, error="HTTP 429: slow down", attempt=1, delay=2.0),
-        RunFinished(**c, caller="user_proxy", thread_id="t", status="incomplete", text="",
-                    error=None),
-    ], show_code=True)  # fmt: skip
-    assert out == """\
+    out = render(
+        [
+            ApprovalRequested(**c, file_name="task.py", code="print('hi')\n"),
+            ApprovalResolved(**c, file_name="task.py", approved=False, reason="user"),
+            Retrying(**c, error="HTTP 429: slow down", attempt=1, delay=2.0),
+            RunFinished(**c, caller="user_proxy", thread_id="t", status="incomplete", text="", error=None),
+        ],
+        show_code=True,
+    )
+    assert (
+        out
+        == """\
   coder wants to run task.py (sandbox: bwrap):
     print('hi')
     ✗ task.py not run (user)
   ! coder: HTTP 429: slow down; retry 1 in 2.0 s
   coder: run incomplete"""
+    )
 
 
 def test_control_characters_are_made_visible() -> None:
     c = {"agent": "coder", "run_id": "r1", "depth": 1}
-    out = render([ToolCallFinished(**c, call_id="x", name="ExecutePyFile",
-                                   output="\x1b[2Jcleared\x07", ok=True, duration_ms=1)])  # fmt: skip
+    out = render(
+        [
+            ToolCallFinished(
+                **c, call_id="x", name="ExecutePyFile", output="\x1b[2Jcleared\x07", ok=True, duration_ms=1
+            )
+        ]
+    )
     assert out == "    \\x1b[2Jcleared\\x07"
 
 
@@ -176,14 +206,33 @@ def test_brief_folds_each_sub_agent_exchange_into_one_line() -> None:
 def test_images_from_a_run_are_shown_as_file_links() -> None:
     buf = io.StringIO()
     renderer = RichRenderer(make_console(buf, width=100, color=False), SWARM, workspace="/work/ws")
-    renderer(ToolCallFinished(agent="coder", run_id="r", depth=1, call_id="c", name="ExecutePyFile",
-                              output="exit status 0\nFiles created or changed: data.csv, plot.png", ok=True,
-                              duration_ms=5))  # fmt: skip
+    renderer(
+        ToolCallFinished(
+            agent="coder",
+            run_id="r",
+            depth=1,
+            call_id="c",
+            name="ExecutePyFile",
+            output="exit status 0\nFiles created or changed: data.csv, plot.png",
+            ok=True,
+            duration_ms=5,
+        )
+    )
     assert buf.getvalue().splitlines()[-1] == "    🖼  /work/ws/plot.png"
     linked = io.StringIO()
     renderer = RichRenderer(make_console(linked, width=100, color=True), SWARM, workspace="/work/ws")
-    renderer(ToolCallFinished(agent="coder", run_id="r", depth=1, call_id="c", name="ExecutePyFile",
-                              output="Files created or changed: plot.png", ok=True, duration_ms=5))  # fmt: skip
+    renderer(
+        ToolCallFinished(
+            agent="coder",
+            run_id="r",
+            depth=1,
+            call_id="c",
+            name="ExecutePyFile",
+            output="Files created or changed: plot.png",
+            ok=True,
+            duration_ms=5,
+        )
+    )
     assert "\x1b]8;" in linked.getvalue() and "file:///work/ws/plot.png" in linked.getvalue()
 
 

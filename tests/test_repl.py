@@ -21,8 +21,9 @@ def spawn(env: dict[str, str], cwd: Path, *args: str, cpr: bool = False) -> pexp
     env = {**env, "TERM": "xterm"}
     if not cpr:
         env["PROMPT_TOOLKIT_NO_CPR"] = "1"
-    return pexpect.spawn(SWARMCHAT, list(args), env=env, cwd=str(cwd), encoding="utf-8",
-                         dimensions=(40, 100), timeout=20)  # fmt: skip
+    return pexpect.spawn(
+        SWARMCHAT, list(args), env=env, cwd=str(cwd), encoding="utf-8", dimensions=(40, 100), timeout=20
+    )
 
 
 def finish(child: pexpect.spawn) -> int:
@@ -100,14 +101,26 @@ def test_history_persists_across_restarts(fake: FakeOpenAI, cli_env, workspace, 
 
 
 def test_approval_prompt_and_slash_commands(fake: FakeOpenAI, cli_env, workspace) -> None:
-    fake.script("user_proxy",
-                Reply(tool_calls=[call("SendMessage", recipient="coder", message="run it")]),
-                Reply(text="all done"))  # fmt: skip
-    fake.script("coder",
-                Reply(tool_calls=[call("File", chain_of_thought="", file_name="task.py",
-                                       body="open('ran.txt', 'w').write('yes')\n")]),
-                Reply(tool_calls=[call("ExecutePyFile", file_name="task.py")]),
-                Reply(text="ran it"))  # fmt: skip
+    fake.script(
+        "user_proxy",
+        Reply(tool_calls=[call("SendMessage", recipient="coder", message="run it")]),
+        Reply(text="all done"),
+    )
+    fake.script(
+        "coder",
+        Reply(
+            tool_calls=[
+                call(
+                    "File",
+                    chain_of_thought="",
+                    file_name="task.py",
+                    body="open('ran.txt', 'w').write('yes')\n",
+                )
+            ]
+        ),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="task.py")]),
+        Reply(text="ran it"),
+    )
     child = spawn(cli_env, workspace)
     child.expect("you ›")
     child.send("/help\r")
@@ -140,13 +153,17 @@ def test_multiline_input_with_alt_enter_and_backslash(fake: FakeOpenAI, cli_env,
 
 
 def test_one_shot_ask_in_a_terminal_asks_before_running(fake: FakeOpenAI, cli_env, workspace) -> None:
-    (workspace / "agents.yaml").write_text("agents:\n  coder:\n    description: c\n"
-                                           "    tools: [File, ExecutePyFile]\n")  # fmt: skip
-    fake.script("coder",
-                Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py",
-                                       body="open('ran.txt', 'w')\n")]),
-                Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
-                Reply(text="declined, fine"))  # fmt: skip
+    (workspace / "agents.yaml").write_text(
+        "agents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n"
+    )
+    fake.script(
+        "coder",
+        Reply(
+            tool_calls=[call("File", chain_of_thought="", file_name="t.py", body="open('ran.txt', 'w')\n")]
+        ),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
+        Reply(text="declined, fine"),
+    )
     child = spawn(cli_env, workspace, "ask", "go")
     child.expect(r"Run t\.py\?")
     child.send("n\r")
@@ -160,8 +177,15 @@ def test_one_shot_ask_in_a_terminal_asks_before_running(fake: FakeOpenAI, cli_en
 
 def test_interrupted_ask_exits_130(fake: FakeOpenAI, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(text="slow " * 400, chunk_delay=0.02))
-    proc = subprocess.Popen([SWARMCHAT, "ask", "x"], env=cli_env, cwd=workspace, text=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [SWARMCHAT, "ask", "x"],
+        env=cli_env,
+        cwd=workspace,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 20
     while not fake.requests and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -178,7 +202,9 @@ def _no_inherited_tty_env(monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ.pop("LINES", None)
 
 
-def test_at_agent_talks_to_a_specialist_and_show_prints_its_thread(fake: FakeOpenAI, cli_env, workspace) -> None:
+def test_at_agent_talks_to_a_specialist_and_show_prints_its_thread(
+    fake: FakeOpenAI, cli_env, workspace
+) -> None:
     fake.script("coder", Reply(text="coder here, fixing it"))
     child = spawn(cli_env, workspace)
     child.expect("you ›")
@@ -197,7 +223,9 @@ def test_at_agent_talks_to_a_specialist_and_show_prints_its_thread(fake: FakeOpe
 
 
 def test_typing_during_a_turn_becomes_the_next_message(fake: FakeOpenAI, cli_env, workspace) -> None:
-    fake.script("user_proxy", Reply(text="slow " * 150, chunk_delay=0.02), Reply(text="answer to the queued one"))
+    fake.script(
+        "user_proxy", Reply(text="slow " * 150, chunk_delay=0.02), Reply(text="answer to the queued one")
+    )
     child = spawn(cli_env, workspace)
     child.expect("you ›")
     child.send("first\r")
@@ -237,8 +265,11 @@ def test_tab_completion_toolbar_and_toggles(fake: FakeOpenAI, cli_env, workspace
 
 
 def test_brief_folds_sub_agent_exchanges(fake: FakeOpenAI, cli_env, workspace) -> None:
-    fake.script("user_proxy", Reply(tool_calls=[call("SendMessage", recipient="coder", message="do it")]),
-                Reply(text="final answer"))
+    fake.script(
+        "user_proxy",
+        Reply(tool_calls=[call("SendMessage", recipient="coder", message="do it")]),
+        Reply(text="final answer"),
+    )
     fake.script("coder", Reply(text="detailed coder chatter"))
     child = spawn(cli_env, workspace)
     child.expect("you ›")
@@ -269,13 +300,26 @@ def test_ctrl_g_edits_the_prompt_in_editor(fake: FakeOpenAI, cli_env, workspace,
 
 def test_ctrl_c_stops_agents_and_running_code_within_a_second(fake: FakeOpenAI, cli_env, workspace) -> None:
     marker = "sleeper_ctrl_c_test.py"
-    fake.script("user_proxy", Reply(text="Delegating.", tool_calls=[call("SendMessage", recipient="coder", message="run")]))
-    fake.script("coder",
-                Reply(tool_calls=[call("File", chain_of_thought="", file_name=marker,
-                                       body="import subprocess, sys, time\n"
-                                            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-                                            "print('started', flush=True)\ntime.sleep(60)\n")]),
-                Reply(tool_calls=[call("ExecutePyFile", file_name=marker)]))  # fmt: skip
+    fake.script(
+        "user_proxy",
+        Reply(text="Delegating.", tool_calls=[call("SendMessage", recipient="coder", message="run")]),
+    )
+    fake.script(
+        "coder",
+        Reply(
+            tool_calls=[
+                call(
+                    "File",
+                    chain_of_thought="",
+                    file_name=marker,
+                    body="import subprocess, sys, time\n"
+                    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+                    "print('started', flush=True)\ntime.sleep(60)\n",
+                )
+            ]
+        ),
+        Reply(tool_calls=[call("ExecutePyFile", file_name=marker)]),
+    )
     child = spawn(cli_env, workspace, "-y")
     child.expect("you ›")
     child.send("go\r")

@@ -15,19 +15,29 @@ from swarmchat.runner import RunOptions
 
 
 def tool_outputs(h, name: str | None = None) -> list[str]:
-    return [e.output for e in h.events if isinstance(e, ToolCallFinished)
-            and (name is None or e.name == name)]  # fmt: skip
+    return [
+        e.output for e in h.events if isinstance(e, ToolCallFinished) and (name is None or e.name == name)
+    ]
 
 
 def test_proxy_delegates_coder_writes_and_runs_file(tmp_path: Path) -> None:
     m = ScriptedModel()
-    m.script("user_proxy", calls(("SendMessage", {"recipient": "coder", "message": "sum 1..10"})),
-             say("The sum is 55."))  # fmt: skip
-    m.script("coder",
-             calls(("File", {"chain_of_thought": "loop", "file_name": "task.py",
-                             "body": "print(sum(range(1, 11)))\n"})),
-             calls(("ExecutePyFile", {"file_name": "task.py"})),
-             say("55"))  # fmt: skip
+    m.script(
+        "user_proxy",
+        calls(("SendMessage", {"recipient": "coder", "message": "sum 1..10"})),
+        say("The sum is 55."),
+    )
+    m.script(
+        "coder",
+        calls(
+            (
+                "File",
+                {"chain_of_thought": "loop", "file_name": "task.py", "body": "print(sum(range(1, 11)))\n"},
+            )
+        ),
+        calls(("ExecutePyFile", {"file_name": "task.py"})),
+        say("55"),
+    )
     h = harness(tmp_path, m)
     result = asyncio.run(h.runner.ask("What is 1+..+10?"))
     assert result.status == "completed" and result.text == "The sum is 55."
@@ -42,10 +52,12 @@ def test_proxy_delegates_coder_writes_and_runs_file(tmp_path: Path) -> None:
 
 def test_specialist_thread_persists_across_calls(tmp_path: Path) -> None:
     m = ScriptedModel()
-    m.script("user_proxy",
-             calls(("SendMessage", {"recipient": "writer", "message": "remember 42"})),
-             calls(("SendMessage", {"recipient": "writer", "message": "what did I say?"})),
-             say("done"))  # fmt: skip
+    m.script(
+        "user_proxy",
+        calls(("SendMessage", {"recipient": "writer", "message": "remember 42"})),
+        calls(("SendMessage", {"recipient": "writer", "message": "what did I say?"})),
+        say("done"),
+    )
     m.script("writer", say("ok"), say("you said 42"))
     h = harness(tmp_path, m)
     asyncio.run(h.runner.ask("go"))
@@ -61,8 +73,10 @@ def test_specialist_thread_persists_across_calls(tmp_path: Path) -> None:
         (("Fiel", {}), "Did you mean 'File'?"),
         (("File", '{"file_name": "a.py", "body": '), "not valid JSON"),
         (("File", {"file_name": "a.py"}), "invalid arguments for File: chain_of_thought: Field required"),
-        (("File", {"chain_of_thought": "", "file_name": "a.py", "body": "", "extra": 1}),
-         "extra: Extra inputs are not permitted"),
+        (
+            ("File", {"chain_of_thought": "", "file_name": "a.py", "body": "", "extra": 1}),
+            "extra: Extra inputs are not permitted",
+        ),
         (("File", {"chain_of_thought": "", "file_name": "../x.py", "body": ""}), "leaves the workspace"),
         (("ExecutePyFile", {"file_name": "missing.py"}), "does not exist"),
     ],
@@ -94,10 +108,14 @@ def test_tool_exception_goes_back_to_the_model(tmp_path: Path, monkeypatch) -> N
 
 def test_exec_timeout_goes_back_to_the_model(tmp_path: Path) -> None:
     m = ScriptedModel()
-    m.script("coder",
-             calls(("File", {"chain_of_thought": "", "file_name": "t.py",
-                             "body": "import time\ntime.sleep(30)\n"})),
-             calls(("ExecutePyFile", {"file_name": "t.py"})), say("too slow"))  # fmt: skip
+    m.script(
+        "coder",
+        calls(
+            ("File", {"chain_of_thought": "", "file_name": "t.py", "body": "import time\ntime.sleep(30)\n"})
+        ),
+        calls(("ExecutePyFile", {"file_name": "t.py"})),
+        say("too slow"),
+    )
     h = harness(tmp_path, m, options=RunOptions(exec_timeout=1))
     started = time.monotonic()
     assert asyncio.run(h.runner.ask("x", agent="coder")).status == "completed"
@@ -117,8 +135,9 @@ def test_turn_limit_ends_run_incomplete(tmp_path: Path) -> None:
 
 def test_specialist_turn_limit_is_reported_to_caller(tmp_path: Path) -> None:
     m = ScriptedModel()
-    m.script("user_proxy", calls(("SendMessage", {"recipient": "writer", "message": "go"})),
-             say("writer gave up"))  # fmt: skip
+    m.script(
+        "user_proxy", calls(("SendMessage", {"recipient": "writer", "message": "go"})), say("writer gave up")
+    )
     m.script("writer", *[calls(("Missing", {}))] * 2)
     h = harness(tmp_path, m, options=RunOptions(max_turns=2))
     result = asyncio.run(h.runner.ask("x"))
@@ -131,8 +150,7 @@ def test_agent_in_call_chain_cannot_be_messaged(tmp_path: Path) -> None:
     m = ScriptedModel()
     m.script("user_proxy", calls(("SendMessage", {"recipient": "coder", "message": "a"})), say("end"))
     m.script("coder", calls(("SendMessage", {"recipient": "helper", "message": "b"})), say("c done"))
-    m.script("helper", calls(("SendMessage", {"recipient": "user_proxy", "message": "loop?"})),
-             say("h done"))  # fmt: skip
+    m.script("helper", calls(("SendMessage", {"recipient": "user_proxy", "message": "loop?"})), say("h done"))
     h = harness(tmp_path, m)
     assert asyncio.run(h.runner.ask("x")).status == "completed"
     refusal = [o for o in tool_outputs(h) if "call chain" in o]
@@ -163,12 +181,18 @@ def test_parallel_send_messages_overlap_and_keep_order(tmp_path: Path) -> None:
             # Completes only if the other agent's request is in flight at the same time.
             await asyncio.wait_for(both_started.wait(), timeout=5)
             return say(f"{name} answer")
+
         return step
 
     m = ScriptedModel()
-    m.script("user_proxy", calls(("SendMessage", {"recipient": "coder", "message": "1"}),
-                                 ("SendMessage", {"recipient": "writer", "message": "2"})),
-             say("both done"))  # fmt: skip
+    m.script(
+        "user_proxy",
+        calls(
+            ("SendMessage", {"recipient": "coder", "message": "1"}),
+            ("SendMessage", {"recipient": "writer", "message": "2"}),
+        ),
+        say("both done"),
+    )
     m.script("coder", waiting("coder"))
     m.script("writer", waiting("writer"))
     h = harness(tmp_path, m)
@@ -188,8 +212,11 @@ def test_cancel_leaves_thread_valid(tmp_path: Path) -> None:
         raise AssertionError("not reached")
 
     m = ScriptedModel()
-    m.script("user_proxy", calls(("SendMessage", {"recipient": "writer", "message": "slow"})),
-             say("second turn ok"))  # fmt: skip
+    m.script(
+        "user_proxy",
+        calls(("SendMessage", {"recipient": "writer", "message": "slow"})),
+        say("second turn ok"),
+    )
     m.script("writer", hang)
     h = harness(tmp_path, m)
 
@@ -225,9 +252,12 @@ def test_message_sent_event_and_run_statuses(tmp_path: Path) -> None:
 
 def test_non_interactive_denies_code(tmp_path: Path) -> None:
     m = ScriptedModel()
-    m.script("coder",
-             calls(("File", {"chain_of_thought": "", "file_name": "t.py", "body": "open('ran','w')"})),
-             calls(("ExecutePyFile", {"file_name": "t.py"})), say("could not run"))  # fmt: skip
+    m.script(
+        "coder",
+        calls(("File", {"chain_of_thought": "", "file_name": "t.py", "body": "open('ran','w')"})),
+        calls(("ExecutePyFile", {"file_name": "t.py"})),
+        say("could not run"),
+    )
     h = harness(tmp_path, m, mode="deny")
     asyncio.run(h.runner.ask("x", agent="coder"))
     assert "was not run" in tool_outputs(h, "ExecutePyFile")[0]
@@ -246,5 +276,7 @@ def test_approval_question_names_unconfined_and_network() -> None:
     approver = Approver("ask", ask)
     asyncio.run(approver.decide("a.py"))
     asyncio.run(approver.decide("b.py", network=True, confined=False))
-    assert asked == ["Run a.py? [y]es / [n]o / [a]lways this session",
-                     "Run b.py UNCONFINED (no sandbox) with network access? [y]es / [n]o / [a]lways this session"]
+    assert asked == [
+        "Run a.py? [y]es / [n]o / [a]lways this session",
+        "Run b.py UNCONFINED (no sandbox) with network access? [y]es / [n]o / [a]lways this session",
+    ]

@@ -24,8 +24,15 @@ def test_output_exit_code_and_stderr(tmp_path: Path) -> None:
 
 
 def test_secrets_are_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GITHUB_TOKEN", "MY_SECRET",
-                 "AWS_SECRET_ACCESS_KEY", "STRIPE_KEY", "OPENAI_BASE_URL"):  # fmt: skip
+    for name in (
+        "OPENAI_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "GITHUB_TOKEN",
+        "MY_SECRET",
+        "AWS_SECRET_ACCESS_KEY",
+        "STRIPE_KEY",
+        "OPENAI_BASE_URL",
+    ):
         monkeypatch.setenv(name, "sk-leak-" + name)
     monkeypatch.setenv("HARMLESS", "visible")
     r = run(tmp_path, "import os\nfor k, v in sorted(os.environ.items()): print(k, v)\n")
@@ -33,7 +40,8 @@ def test_secrets_are_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "HARMLESS visible" in r.stdout
     # Host-side oracle: the child's real environment, read from /proc while it runs.
     (tmp_path / "env.py").write_text(
-        "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(2)\n")
+        "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(2)\n"
+    )
 
     async def scenario() -> bytes:
         task = asyncio.create_task(UnconfinedExecutor("python3").run("env.py", tmp_path, 10))
@@ -71,9 +79,11 @@ def test_timeout_kills_children_and_grandchildren(tmp_path: Path) -> None:
 
 
 def test_background_child_holding_pipes_does_not_hang(tmp_path: Path) -> None:
-    code = ("import subprocess, sys\n"
-            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-            "print('main done')\n")  # fmt: skip
+    code = (
+        "import subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('main done')\n"
+    )
     started = time.monotonic()
     r = run(tmp_path, code, timeout=20)
     assert r.exit_code == 0 and r.stdout == "main done\n"

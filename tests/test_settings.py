@@ -18,13 +18,18 @@ def test_openai_settings_and_local_server_without_key() -> None:
     assert "sk-1" not in repr(s)
 
 
-@pytest.mark.parametrize(("env", "variable"), [
-    ({}, "OPENAI_API_KEY"),
-    ({"OPENAI_BASE_URL": "https://remote.example/v1"}, "OPENAI_API_KEY"),
-    ({"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com"}, "AZURE_OPENAI_API_KEY"),
-    ({"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com", "AZURE_OPENAI_API_KEY": "k"},
-     "OPENAI_API_VERSION"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({}, "OPENAI_API_KEY"),
+        ({"OPENAI_BASE_URL": "https://remote.example/v1"}, "OPENAI_API_KEY"),
+        ({"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com"}, "AZURE_OPENAI_API_KEY"),
+        (
+            {"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com", "AZURE_OPENAI_API_KEY": "k"},
+            "OPENAI_API_VERSION",
+        ),
+    ],
+)
 def test_missing_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(AuthError) as info:
         provider_from_env(env)
@@ -43,8 +48,11 @@ def test_secret_names_and_redaction() -> None:
 
 def test_azure_openai_end_to_end(fake: FakeOpenAI, cli_env, workspace) -> None:
     env = {k: v for k, v in cli_env.items() if not k.startswith("OPENAI_")}
-    env.update(AZURE_OPENAI_ENDPOINT=fake.base_url.removesuffix("/v1"),
-               AZURE_OPENAI_API_KEY="azure-secret-key", OPENAI_API_VERSION="2024-10-21")  # fmt: skip
+    env.update(
+        AZURE_OPENAI_ENDPOINT=fake.base_url.removesuffix("/v1"),
+        AZURE_OPENAI_API_KEY="azure-secret-key",
+        OPENAI_API_VERSION="2024-10-21",
+    )
     fake.script("user_proxy", Reply(text="hello from azure"))
     r = run_cli(["ask", "hi", "-m", "my-deployment"], env, workspace)
     assert r.returncode == 0, r.stderr
@@ -59,5 +67,6 @@ def test_fake_server_non_streaming(fake: FakeOpenAI) -> None:
     fake.script("a", Reply(text="plain"))
     client = openai.OpenAI(api_key="k", base_url=fake.base_url, max_retries=0)
     out = client.chat.completions.create(
-        model="m", messages=[{"role": "system", "content": 'You are "a".'}, {"role": "user", "content": "x"}])
+        model="m", messages=[{"role": "system", "content": 'You are "a".'}, {"role": "user", "content": "x"}]
+    )
     assert out.choices[0].message.content == "plain" and out.usage is not None

@@ -18,10 +18,23 @@ def ws(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path / "ws")
 
 
-@pytest.mark.parametrize("name", [
-    "/etc/passwd", "../outside.py", "a/../../outside.py", "~/x.py", "", "  ", "a\x00b",
-    "a\nb.py", "x" * 300, "/".join(["d"] * 600), "C:\\x.py", ".",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/etc/passwd",
+        "../outside.py",
+        "a/../../outside.py",
+        "~/x.py",
+        "",
+        "  ",
+        "a\x00b",
+        "a\nb.py",
+        "x" * 300,
+        "/".join(["d"] * 600),
+        "C:\\x.py",
+        ".",
+    ],
+)
 def test_refused_names(ws: Workspace, name: str) -> None:
     with pytest.raises(ToolError):
         ws.write(name, b"x")

@@ -25,7 +25,13 @@ def ws(tmp_path: Path) -> Path:
 @pytest.fixture
 def secret_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     value = f"sk-live-{uuid.uuid4().hex}"
-    for name in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY",
-                 "DATABASE_PASSWORD", "SLACK_BOT_TOKEN"):  # fmt: skip
+    for name in (
+        "OPENAI_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "GITHUB_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "DATABASE_PASSWORD",
+        "SLACK_BOT_TOKEN",
+    ):
         monkeypatch.setenv(name, value)
     yield value

@@ -38,10 +38,9 @@ def script_name() -> str:
     return f"agent_{uuid.uuid4().hex[:12]}.py"
 
 
-def run(tier: str, ws: Path, code: str, *, timeout: float = 10, network: bool = False,
-        name: str | None = None) -> ExecResult:  # fmt: skip
+def run(
+    tier: str, ws: Path, code: str, *, timeout: float = 10, network: bool = False, name: str | None = None
+) -> ExecResult:
     name = name or script_name()
     (ws / name).write_text(code)
     return asyncio.run(executor_for(tier).run(name, ws, timeout, network))
-
-

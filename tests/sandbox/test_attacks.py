@@ -37,20 +37,40 @@ def test_environment_holds_no_secrets(tier: str, ws: Path, secret_env: str) -> N
                 break
             await asyncio.sleep(0.02)
         # Host-side oracle: every process of the run (jail, bwrap, the interpreter itself).
-        procs = [(Path(f"/proc/{pid}/cmdline").read_bytes(), Path(f"/proc/{pid}/environ").read_bytes())
-                 for pid in pids_running(name)]  # fmt: skip
+        procs = [
+            (Path(f"/proc/{pid}/cmdline").read_bytes(), Path(f"/proc/{pid}/environ").read_bytes())
+            for pid in pids_running(name)
+        ]
         await task
         assert procs and all(secret_env.encode() not in environ for _, environ in procs)
-        (python,) = [environ for cmdline, environ in procs
-                     if cmdline.startswith(sys.executable.encode()) and b"jail.py" not in cmdline]  # fmt: skip
+        (python,) = [
+            environ
+            for cmdline, environ in procs
+            if cmdline.startswith(sys.executable.encode()) and b"jail.py" not in cmdline
+        ]
         return python
 
     environ = asyncio.run(scenario())
     assert secret_env.encode() not in environ
     names = {kv.split(b"=", 1)[0].decode() for kv in environ.split(b"\0") if kv}
-    assert names <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONUNBUFFERED", "PYTHONIOENCODING",
-                     "PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "TERM", "USER", "LOGNAME", "PYTHONPATH", "PWD",
-                     "MPLCONFIGDIR", "XDG_CACHE_HOME"}
+    assert names <= {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "LC_ALL",
+        "PYTHONUNBUFFERED",
+        "PYTHONIOENCODING",
+        "PYTHONDONTWRITEBYTECODE",
+        "MPLBACKEND",
+        "TERM",
+        "USER",
+        "LOGNAME",
+        "PYTHONPATH",
+        "PWD",
+        "MPLCONFIGDIR",
+        "XDG_CACHE_HOME",
+    }
     assert f"HOME={ws}".encode() in environ
 
 
@@ -149,8 +169,10 @@ def test_hardlinks_to_outside_files_cannot_be_made(tier: str, ws: Path, tmp_path
     assert not (ws / "h.txt").exists()
 
 
-@pytest.mark.parametrize("name", ["../x.py", "/etc/passwd", "~/x.py", "a\x00b.py", "a\nb.py",
-                                  "d/" * 400 + "x.py", "/".join(["x" * 256])])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    ["../x.py", "/etc/passwd", "~/x.py", "a\x00b.py", "a\nb.py", "d/" * 400 + "x.py", "/".join(["x" * 256])],
+)
 def test_hostile_file_names_are_refused(ws: Path, name: str) -> None:
     from swarmchat.errors import ToolError
 
@@ -268,9 +290,11 @@ def test_cannot_kill_or_trace_host_processes(tier: str, ws: Path) -> None:
 
 def test_timeout_kills_code_that_ignores_sigterm(tier: str, ws: Path) -> None:
     name = script_name()
-    code = ("import signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            f"subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)', {name!r}])\n"
-            "time.sleep(60)\n")  # fmt: skip
+    code = (
+        "import signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)', {name!r}])\n"
+        "time.sleep(60)\n"
+    )
     started = time.monotonic()
     r = run(tier, ws, code, timeout=1.5, name=name)
     assert r.timed_out and time.monotonic() - started < 8
@@ -291,7 +315,7 @@ def daemon_code(name: str, daemon_body: str) -> str:
 
 def test_detached_daemons_do_not_outlive_the_run(tier: str, ws: Path) -> None:
     name = script_name()
-    beat = "import time\\nfor _ in range(600):\\n    open(\"beat\", \"a\").write(\"x\")\\n    time.sleep(0.1)"
+    beat = 'import time\\nfor _ in range(600):\\n    open("beat", "a").write("x")\\n    time.sleep(0.1)'
     code = daemon_code(name, beat) + "print('parent exits')\n"
     r = run(tier, ws, code, name=name)
     assert r.exit_code == 0
@@ -306,14 +330,16 @@ def test_everything_dies_when_swarmchat_is_killed(tier: str, ws: Path, tmp_path:
     (ws / name).write_text(
         "import subprocess, sys, time\n"
         f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', {name!r}])\n"
-        "open('started', 'w').close()\ntime.sleep(60)\n")  # fmt: skip
+        "open('started', 'w').close()\ntime.sleep(60)\n"
+    )
     host = tmp_path / "host.py"
     host.write_text(
         "import asyncio, sys\nfrom pathlib import Path\nfrom swarmchat.sandbox import Sandbox\n"
         f"box = Sandbox({tier!r}, python=sys.executable)\n"
         "async def main():\n    ex = await box.executor()\n"
         f"    await ex.run({name!r}, Path({str(ws)!r}), 60)\n"
-        "asyncio.run(main())\n")  # fmt: skip
+        "asyncio.run(main())\n"
+    )
     parent = subprocess.Popen([sys.executable, str(host)])
     try:
         deadline = time.monotonic() + 15
@@ -330,9 +356,11 @@ def test_everything_dies_when_swarmchat_is_killed(tier: str, ws: Path, tmp_path:
 
 def test_fork_bomb_is_bounded(tier: str, ws: Path) -> None:
     name = script_name()
-    code = ("import os, time\nmade = 0\nfor _ in range(5000):\n    try:\n        if os.fork() == 0:\n"
-            "            time.sleep(30)\n            os._exit(0)\n        made += 1\n"
-            "    except OSError:\n        break\nprint('forked', made)\n")  # fmt: skip
+    code = (
+        "import os, time\nmade = 0\nfor _ in range(5000):\n    try:\n        if os.fork() == 0:\n"
+        "            time.sleep(30)\n            os._exit(0)\n        made += 1\n"
+        "    except OSError:\n        break\nprint('forked', made)\n"
+    )
     r = run(tier, ws, code, timeout=5, name=name)
     forked = int(r.stdout.split()[-1]) if r.stdout.strip() else 0
     assert forked <= 300, forked  # RLIMIT_NPROC: 256 more than the user already runs
@@ -343,28 +371,41 @@ def test_fork_bomb_is_bounded(tier: str, ws: Path) -> None:
 
 
 def test_memory_flood_is_refused(tier: str, ws: Path) -> None:
-    r = run(tier, ws, "try:\n    x = bytearray(16 << 30)\n    print('allocated')\nexcept MemoryError:\n    print('refused')\n")
+    r = run(
+        tier,
+        ws,
+        "try:\n    x = bytearray(16 << 30)\n    print('allocated')\nexcept MemoryError:\n    print('refused')\n",
+    )
     assert r.stdout.strip() == "refused"
 
 
 def test_disk_flood_is_bounded(tier: str, ws: Path) -> None:
-    code = ("import os\nchunk = b'x' * (1 << 20)\nwith open('big.bin', 'wb') as f:\n"
-            "    for _ in range(2048):\n        f.write(chunk)\n")  # fmt: skip
+    code = (
+        "import os\nchunk = b'x' * (1 << 20)\nwith open('big.bin', 'wb') as f:\n"
+        "    for _ in range(2048):\n        f.write(chunk)\n"
+    )
     r = run(tier, ws, code, timeout=30)
     assert r.exit_code != 0
     assert (ws / "big.bin").stat().st_size <= 512 << 20
 
 
 def test_private_tmp_is_size_capped(ws: Path) -> None:
-    code = ("import os\nchunk = b'x' * (1 << 20)\ntry:\n    with open('/tmp/fill', 'wb') as f:\n"
-            "        for _ in range(1024):\n            f.write(chunk)\nexcept OSError as e:\n    print('stopped', e.errno)\n")  # fmt: skip
+    code = (
+        "import os\nchunk = b'x' * (1 << 20)\ntry:\n    with open('/tmp/fill', 'wb') as f:\n"
+        "        for _ in range(1024):\n            f.write(chunk)\nexcept OSError as e:\n    print('stopped', e.errno)\n"
+    )
     r = run("bwrap", ws, code, timeout=30)
     assert "stopped 28" in r.stdout  # ENOSPC at the tmpfs size, not the host's disk
 
 
 def test_output_flood_is_cut_and_stopped(tier: str, ws: Path) -> None:
     started = time.monotonic()
-    r = run(tier, ws, "import sys\nfor _ in range(100_000):\n    sys.stdout.write('y' * 1000 + '\\n')\n", timeout=30)
+    r = run(
+        tier,
+        ws,
+        "import sys\nfor _ in range(100_000):\n    sys.stdout.write('y' * 1000 + '\\n')\n",
+        timeout=30,
+    )
     assert r.flooded and time.monotonic() - started < 20
     assert len(r.stdout) < 40_000
 
@@ -375,9 +416,11 @@ def test_no_inherited_file_descriptors(tier: str, ws: Path, tmp_path: Path) -> N
     fd = os.open(secret, os.O_RDONLY)
     os.set_inheritable(fd, True)
     try:
-        code = ("import os\nleaked = []\nfor fd in range(3, 256):\n    try:\n"
-                "        leaked.append(os.read(fd, 100))\n    except OSError:\n        pass\n"
-                "open('loot.txt', 'w').write(repr(leaked))\n")  # fmt: skip
+        code = (
+            "import os\nleaked = []\nfor fd in range(3, 256):\n    try:\n"
+            "        leaked.append(os.read(fd, 100))\n    except OSError:\n        pass\n"
+            "open('loot.txt', 'w').write(repr(leaked))\n"
+        )
         run(tier, ws, code)
         assert "FD-SECRET" not in (ws / "loot.txt").read_text()
     finally:
@@ -385,7 +428,11 @@ def test_no_inherited_file_descriptors(tier: str, ws: Path, tmp_path: Path) -> N
 
 
 def test_terminal_escapes_are_made_visible(tier: str, ws: Path) -> None:
-    r = run(tier, ws, "import sys\nsys.stdout.write('\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m hi')\nsys.stderr.write('\\x1bc')\n")
+    r = run(
+        tier,
+        ws,
+        "import sys\nsys.stdout.write('\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m hi')\nsys.stderr.write('\\x1bc')\n",
+    )
     shown = format_exec_result(r, 10)
     assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown
     assert "\\x1b]0;pwned\\x07" in shown
@@ -398,9 +445,11 @@ def test_cpu_burner_is_stopped(tier: str, ws: Path) -> None:
 
 
 def test_open_files_are_limited(tier: str, ws: Path) -> None:
-    code = ("import os\nfds = []\ntry:\n    for _ in range(5000):\n"
-            "        fds.append(os.open('.', os.O_RDONLY))\nexcept OSError as e:\n    print('stopped', e.errno)\n"
-            "print(len(fds))\n")  # fmt: skip
+    code = (
+        "import os\nfds = []\ntry:\n    for _ in range(5000):\n"
+        "        fds.append(os.open('.', os.O_RDONLY))\nexcept OSError as e:\n    print('stopped', e.errno)\n"
+        "print(len(fds))\n"
+    )
     r = run(tier, ws, code)
     assert "stopped 24" in r.stdout  # EMFILE
     assert int(r.stdout.split()[-1]) < 1024
@@ -421,17 +470,23 @@ def test_dangerous_syscalls_are_refused(tier: str, ws: Path) -> None:
     """io_uring, bpf, keyctl and ptrace are refused by the seccomp filter (EPERM)."""
     import platform
 
-    numbers = {"x86_64": {"io_uring_setup": 425, "bpf": 321, "keyctl": 250, "ptrace": 101},
-               "aarch64": {"io_uring_setup": 425, "bpf": 280, "keyctl": 219, "ptrace": 117}}  # fmt: skip
+    numbers = {
+        "x86_64": {"io_uring_setup": 425, "bpf": 321, "keyctl": 250, "ptrace": 101},
+        "aarch64": {"io_uring_setup": 425, "bpf": 280, "keyctl": 219, "ptrace": 117},
+    }
     table = numbers.get(platform.machine())
     if table is None:
         pytest.skip(f"no syscall table for {platform.machine()}")
-    code = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-            f"for name, nr in {table!r}.items():\n"
-            "    rc = libc.syscall(nr, 0, 0, 0, 0)\n"
-            "    print(name, rc, ctypes.get_errno())\n")  # fmt: skip
+    code = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        f"for name, nr in {table!r}.items():\n"
+        "    rc = libc.syscall(nr, 0, 0, 0, 0)\n"
+        "    print(name, rc, ctypes.get_errno())\n"
+    )
     r = run(tier, ws, code)
-    results = {line.split()[0]: (int(line.split()[1]), int(line.split()[2])) for line in r.stdout.splitlines()}
+    results = {
+        line.split()[0]: (int(line.split()[1]), int(line.split()[2])) for line in r.stdout.splitlines()
+    }
     assert set(results) == set(table), r.stderr
     assert all(rc == -1 and err == 1 for rc, err in results.values()), results  # EPERM
 

@@ -9,10 +9,12 @@ from sbx_helpers import run
 
 
 def test_subprocesses_and_exit_codes(tier: str, ws: Path) -> None:
-    code = ("import subprocess, sys\n"
-            "out = subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True, text=True)\n"
-            "print(out.stdout.strip(), subprocess.run(['ls'], capture_output=True).returncode)\n"
-            "print('to stderr', file=sys.stderr)\nsys.exit(3)\n")  # fmt: skip
+    code = (
+        "import subprocess, sys\n"
+        "out = subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True, text=True)\n"
+        "print(out.stdout.strip(), subprocess.run(['ls'], capture_output=True).returncode)\n"
+        "print('to stderr', file=sys.stderr)\nsys.exit(3)\n"
+    )
     r = run(tier, ws, code)
     assert (r.exit_code, r.stdout, r.stderr) == (3, "42 0\n", "to stderr\n")
 
@@ -35,19 +37,20 @@ def test_multiprocessing_threads_and_asyncio(tier: str, ws: Path) -> None:
 
 def test_tempfile_sqlite_and_local_modules(tier: str, ws: Path) -> None:
     (ws / "helper.py").write_text("def greet(name):\n    return f'hello {name}'\n")
-    code = ("import sqlite3, tempfile\nfrom helper import greet\n"
-            "with tempfile.TemporaryDirectory() as d, open(d + '/x', 'w') as f:\n    f.write('ok')\n"
-            "db = sqlite3.connect('data.db')\ndb.execute('create table t (x)')\n"
-            "db.executemany('insert into t values (?)', [(i,) for i in range(5)])\ndb.commit()\n"
-            "print(greet('sandbox'), db.execute('select sum(x) from t').fetchone()[0])\n")  # fmt: skip
+    code = (
+        "import sqlite3, tempfile\nfrom helper import greet\n"
+        "with tempfile.TemporaryDirectory() as d, open(d + '/x', 'w') as f:\n    f.write('ok')\n"
+        "db = sqlite3.connect('data.db')\ndb.execute('create table t (x)')\n"
+        "db.executemany('insert into t values (?)', [(i,) for i in range(5)])\ndb.commit()\n"
+        "print(greet('sandbox'), db.execute('select sum(x) from t').fetchone()[0])\n"
+    )
     r = run(tier, ws, code)
     assert r.stdout == "hello sandbox 10\n", r.stderr
     assert (ws / "data.db").stat().st_size > 0
 
 
 def test_utf8_and_large_output(tier: str, ws: Path) -> None:
-    code = ("print('héllo wörld ✓ 日本')\nprint('z' * 100_000)\n"
-            "open('big.txt', 'w').write('q' * 100_000)\n")  # fmt: skip
+    code = "print('héllo wörld ✓ 日本')\nprint('z' * 100_000)\nopen('big.txt', 'w').write('q' * 100_000)\n"
     r = run(tier, ws, code)
     assert r.exit_code == 0
     assert r.stdout.startswith("héllo wörld ✓ 日本\nzzz")
@@ -58,9 +61,11 @@ def test_utf8_and_large_output(tier: str, ws: Path) -> None:
 def test_installed_packages_and_a_png_plot(tier: str, ws: Path) -> None:
     pytest.importorskip("numpy")
     pytest.importorskip("matplotlib")
-    code = ("import numpy as np\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-            "x = np.linspace(0, 2 * np.pi, 100)\nplt.plot(x, np.sin(x))\nplt.savefig('plot.png')\n"
-            "print(round(float(np.sin(x).max()), 3))\n")  # fmt: skip
+    code = (
+        "import numpy as np\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "x = np.linspace(0, 2 * np.pi, 100)\nplt.plot(x, np.sin(x))\nplt.savefig('plot.png')\n"
+        "print(round(float(np.sin(x).max()), 3))\n"
+    )
     r = run(tier, ws, code, timeout=60)
     assert r.stdout.strip() == "1.0", r.stderr
     assert (ws / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -38,7 +38,9 @@ def test_falls_back_to_landlock_when_bwrap_fails(broken_bwrap: str) -> None:
     assert "setting up uid map: Permission denied" in box.statuses[0].detail
 
 
-def test_refuses_when_no_tier_works(broken_bwrap: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_refuses_when_no_tier_works(
+    broken_bwrap: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(jail, "landlock_abi", lambda: 0)
     _box, chosen = choose()
     assert chosen.name == "refused"
@@ -57,14 +59,17 @@ def test_sandbox_none_is_unconfined_without_probing(broken_bwrap: str) -> None:
 
 def coder_swarm(workspace: Path, extra: str = "") -> None:
     (workspace / "agents.yaml").write_text(
-        f"{extra}agents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n")
+        f"{extra}agents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n"
+    )
 
 
 def script_run(fake: FakeOpenAI, body: str = "open('ran.txt', 'w').write('yes')\n") -> None:
-    fake.script("coder",
-                Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py", body=body)]),
-                Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
-                Reply(text=lambda b: "tool said: " + last_tool_output(b)))  # fmt: skip
+    fake.script(
+        "coder",
+        Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py", body=body)]),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
+        Reply(text=lambda b: "tool said: " + last_tool_output(b)),
+    )
 
 
 def test_cli_refuses_to_run_code_without_a_sandbox(fake, cli_env, workspace, broken_bwrap) -> None:
@@ -94,7 +99,9 @@ def test_cli_unconfined_opt_in_warns_on_every_run(fake, cli_env, workspace, brok
 
 def test_cli_code_runs_sandboxed_by_default(fake, cli_env, workspace) -> None:
     coder_swarm(workspace)
-    script_run(fake, body="import os\nprint(sorted(k for k in os.environ if 'KEY' in k))\nprint(os.listdir('/'))\n")
+    script_run(
+        fake, body="import os\nprint(sorted(k for k in os.environ if 'KEY' in k))\nprint(os.listdir('/'))\n"
+    )
     r = cli(["ask", "go", "-y"], cli_env, workspace)
     assert r.returncode == 0 and r.stderr == ""
     assert "exit status 0" in r.stdout and "[]" in r.stdout
