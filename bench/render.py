@@ -18,9 +18,9 @@ import time
 from rich.console import Console
 from rich.text import Text
 
-from swarmchat.config import parse_swarm
 from swarmchat.events import MessageCompleted, RunFinished, RunStarted, TextDelta
-from swarmchat.render_rich import RichRenderer
+from swarmchat.render.tty import RichRenderer
+from swarmchat.swarm import parse_swarm
 
 SWARM = parse_swarm("agents:\n  a:\n    description: x\n", "bench")
 WORDS = [

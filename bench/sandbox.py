@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from swarmchat.sandbox import Sandbox, UnconfinedExecutor
+from swarmchat.sandbox.tiers import Sandbox, UnconfinedExecutor
 
 RUNS = 25
 SCRIPT = "import json, os\nprint(json.dumps({'cwd': os.getcwd()}))\n"

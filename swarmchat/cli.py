@@ -16,13 +16,14 @@ from typing import Annotated, Any
 import typer
 
 from swarmchat import __version__
-from swarmchat.app import Options
+from swarmchat.environment import debug_enabled
 from swarmchat.errors import (
     InterruptedRunError,
     SwarmchatError,
     UsageError,
 )
-from swarmchat.settings import debug_enabled
+from swarmchat.sandbox import SANDBOX_MODES
+from swarmchat.session import Options
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 run failed, 2 usage error, 3 configuration or authentication "
@@ -90,14 +91,14 @@ UnsafeOpt = Annotated[
         "--unsafe-local-exec", help="When no sandbox works, run agent code unconfined instead of refusing."
     ),
 ]
-SANDBOX_TIERS = ("auto", "bwrap", "landlock", "none")
+
 COLOR_CHOICES = ("auto", "always", "never")
 
 
 def _merge(ctx: typer.Context, **local: Any) -> Options:
     """Options given before the subcommand (``swarmchat -m x ask``) apply unless repeated."""
-    if local.get("sandbox") not in (None, *SANDBOX_TIERS):
-        raise UsageError(f"--sandbox must be one of {', '.join(SANDBOX_TIERS)}")
+    if local.get("sandbox") not in (None, *SANDBOX_MODES):
+        raise UsageError(f"--sandbox must be one of {', '.join(SANDBOX_MODES)}")
     if local.get("color", "auto") not in COLOR_CHOICES:
         raise UsageError(f"--color must be one of {', '.join(COLOR_CHOICES)}")
     root: Options = ctx.obj if isinstance(ctx.obj, Options) else Options()
@@ -226,7 +227,7 @@ def agents_cmd(
     ] = None,
 ) -> None:
     """List the swarm: each agent's model, tools and who it talks to."""
-    from swarmchat.app import resolve_swarm
+    from swarmchat.session import resolve_swarm
 
     opts = _merge(ctx, agents_file=check or agents)
     swarm = resolve_swarm(opts)
@@ -252,8 +253,8 @@ def doctor(
     unsafe_local_exec: UnsafeOpt = False,
 ) -> None:
     """Report which sandbox tier runs agent code here, and why the others do not."""
-    from swarmchat.app import resolve_swarm
-    from swarmchat.sandbox import Sandbox
+    from swarmchat.sandbox.tiers import Sandbox
+    from swarmchat.session import resolve_swarm
 
     opts = _merge(ctx, agents_file=agents, sandbox=sandbox, unsafe_local_exec=unsafe_local_exec)
     swarm = resolve_swarm(opts)
@@ -266,7 +267,7 @@ def doctor(
     typer.echo(f"python for agent code: {runtime.executable}")
     for s in statuses:
         typer.echo(f"  {'ok  ' if s.ok else 'no  '} {s.name:9} {s.detail}")
-    if chosen.name == "refused":
+    if chosen.refusal:
         typer.echo("agent code: NOT RUN (no sandbox works; --unsafe-local-exec runs it unconfined)")
     elif chosen.confined:
         typer.echo(f"agent code runs in: {chosen.name}")

@@ -16,10 +16,10 @@ from typing import Any
 
 import openai
 
+from swarmchat.environment import ProviderSettings
 from swarmchat.errors import AuthError, ConfigError, ProviderError
 from swarmchat.events import Usage
-from swarmchat.model import ChatMessage, ChatRequest, Completion, OnDelta, OnRetry, ToolCall
-from swarmchat.settings import ProviderSettings
+from swarmchat.messages import ChatMessage, ChatRequest, Completion, OnDelta, OnRetry, ToolCall
 
 _TRANSPORT_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "h11", "anyio", "ssl")
 
@@ -54,7 +54,7 @@ class _Retryable(Exception):
 
 
 class OpenAIChatClient:
-    """A :class:`swarmchat.model.ModelClient` over OpenAI-compatible Chat Completions."""
+    """A :class:`swarmchat.messages.ModelClient` over OpenAI-compatible Chat Completions."""
 
     def __init__(
         self,

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmchat.app import Options, Session
 from swarmchat.errors import (
     InterruptedRunError,
     RunFailedError,
     SwarmchatError,
     TurnLimitError,
 )
-from swarmchat.output import Collector, Fanout, JsonlWriter, PlainRenderer, StderrNotices
+from swarmchat.render import Fanout
+from swarmchat.render.jsonl import Collector, JsonlWriter
+from swarmchat.render.plain import PlainRenderer, StderrNotices
+from swarmchat.session import Options, Session
 
 ERROR_CODES = {
     "ProviderError": "provider_error",
@@ -123,7 +125,7 @@ def _write_result(result: dict[str, Any], output: AskOutput, rendered: bool) -> 
 
 
 def _activity_renderer(opts: Options, session: Session, output: AskOutput, show_code: bool) -> Any:
-    from swarmchat.render_rich import RichRenderer, color_enabled, make_console
+    from swarmchat.render.tty import RichRenderer, color_enabled, make_console
 
     def rich(stream: Any) -> Any:
         console = make_console(stream, color=color_enabled(opts.color, stream))

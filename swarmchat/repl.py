@@ -31,13 +31,13 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import create_output
 
 from swarmchat import __version__
-from swarmchat.app import Options, Session
 from swarmchat.approval import Asker
-from swarmchat.commands import NAMES, CommandState, run_command, unknown_agent
+from swarmchat.environment import ensure_private_dir, user_home
 from swarmchat.errors import SwarmchatError
 from swarmchat.events import Event, RunFinished, Usage
-from swarmchat.settings import ensure_private_dir, user_home
-from swarmchat.status import human_tokens
+from swarmchat.render.board import human_tokens
+from swarmchat.session import Options, Session
+from swarmchat.slash import NAMES, CommandState, run_command, unknown_agent
 
 EXIT_WINDOW = 2.0
 
@@ -141,7 +141,7 @@ def typed_ahead() -> Iterator[None]:
 
 class Repl:
     def __init__(self, opts: Options) -> None:
-        from swarmchat.render_rich import color_enabled, make_console
+        from swarmchat.render.tty import color_enabled, make_console
 
         self.turn_task: asyncio.Task[Any] | None = None
         self.session = Session(opts, approval_asker(self._cancel_turn))
@@ -223,8 +223,8 @@ class Repl:
             self.usage = self.usage + event.usage
 
     async def turn(self, text: str, agent: str | None = None) -> None:
-        from swarmchat.output import Fanout
-        from swarmchat.render_rich import RichRenderer
+        from swarmchat.render import Fanout
+        from swarmchat.render.tty import RichRenderer
 
         s = self.session
         renderer = RichRenderer(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmchat.approval import Approver
-from swarmchat.config import Agent, Swarm
 from swarmchat.errors import ConfigError, ProviderError, SwarmchatError, ToolError
 from swarmchat.events import (
     Event,
@@ -31,9 +30,10 @@ from swarmchat.events import (
     ToolCallStarted,
     Usage,
 )
-from swarmchat.model import ChatMessage, ChatRequest, ModelClient, ToolCall
-from swarmchat.sandbox import Sandbox
+from swarmchat.messages import ChatMessage, ChatRequest, ModelClient, ToolCall
+from swarmchat.sandbox.tiers import Sandbox
 from swarmchat.store import Store
+from swarmchat.swarm import AgentSpec, SwarmSpec
 from swarmchat.tools import (
     Tool,
     ToolContext,
@@ -60,7 +60,7 @@ class Runner:
 
     def __init__(
         self,
-        swarm: Swarm,
+        swarm: SwarmSpec,
         client: ModelClient,
         store: Store,
         session_id: str,
@@ -87,7 +87,7 @@ class Runner:
         return await self._run(target, "user", text, (target.name,), 0)
 
     async def _run(
-        self, agent: Agent, caller: str, message: str, chain: tuple[str, ...], depth: int
+        self, agent: AgentSpec, caller: str, message: str, chain: tuple[str, ...], depth: int
     ) -> RunFinished:
         thread_id = self.store.thread_for(self.session_id, caller, agent.name)
         # Only one run at a time per thread: a second message to the same agent waits.
@@ -95,7 +95,7 @@ class Runner:
             return await self._run_locked(agent, caller, thread_id, message, chain, depth)
 
     async def _run_locked(
-        self, agent: Agent, caller: str, thread_id: str, message: str, chain: tuple[str, ...], depth: int
+        self, agent: AgentSpec, caller: str, thread_id: str, message: str, chain: tuple[str, ...], depth: int
     ) -> RunFinished:
         run_id = self.store.create_run(thread_id, agent.name, agent.model)
         ids: dict[str, Any] = {"agent": agent.name, "run_id": run_id, "depth": depth}
@@ -183,7 +183,7 @@ class Runner:
 
     async def _call_tool(
         self,
-        agent: Agent,
+        agent: AgentSpec,
         tools: dict[str, type[Tool]],
         call: ToolCall,
         run_id: str,
@@ -241,7 +241,7 @@ class Runner:
         return output
 
     async def _delegate(
-        self, caller: Agent, recipient: str, message: str, run_id: str, chain: tuple[str, ...], depth: int
+        self, caller: AgentSpec, recipient: str, message: str, run_id: str, chain: tuple[str, ...], depth: int
     ) -> str:
         if recipient not in caller.talks_to:
             raise ToolError(f"{caller.name} may not message '{recipient}'")
@@ -300,7 +300,7 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def system_prompt(agent: Agent, swarm: Swarm) -> str:
+def system_prompt(agent: AgentSpec, swarm: SwarmSpec) -> str:
     """The agent's instructions plus what it must know about its place in the swarm."""
     parts = [f'You are "{agent.name}", an agent in a team run by swarmchat. {agent.description}']
     if agent.instructions:

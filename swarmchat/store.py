@@ -16,7 +16,7 @@ from pathlib import Path
 
 from swarmchat.errors import ConfigError
 from swarmchat.events import Usage
-from swarmchat.model import ChatMessage, ToolCall
+from swarmchat.messages import ChatMessage, ToolCall
 
 MIGRATIONS: list[str] = [
     # 1: the Assistants-style model kept locally

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from instructor import OpenAISchema
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from swarmchat.config import BUILTIN_TOOLS, Agent, Swarm
 from swarmchat.errors import ToolError
 from swarmchat.events import ApprovalRequested, ApprovalResolved, Event
-from swarmchat.model import ToolSpec
+from swarmchat.messages import ToolSpec
+from swarmchat.swarm import BUILTIN_TOOLS, AgentSpec, SwarmSpec
 from swarmchat.textsafe import FILES_MARKER, visible_controls
 
 if TYPE_CHECKING:
     from swarmchat.approval import Approver
-    from swarmchat.sandbox import Sandbox
+    from swarmchat.sandbox.tiers import Sandbox
     from swarmchat.workspace import Workspace
 
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class ToolContext:
     """What a tool may use: the caller, the workspace, the sandbox and the runner."""
 
-    agent: Agent
+    agent: AgentSpec
     run_id: str
     depth: int
     workspace: Workspace
@@ -80,8 +80,8 @@ class ExecutePyFile(Tool):
         ctx.workspace.check_can_run_code()
         code = data.decode("utf-8", errors="replace")
         executor = await ctx.sandbox.executor()
-        if executor.name == "refused":  # its run() raises the reason, before anyone is asked
-            await executor.run(rel, ctx.workspace.root, 0)
+        if executor.refusal:  # before anyone is asked
+            raise ToolError(f"{rel} was not run: {executor.refusal}")
         network = ctx.agent.network
         ctx.emit(
             ApprovalRequested(
@@ -145,7 +145,7 @@ _BUILTIN: dict[str, type[Tool]] = {"File": File, "ExecutePyFile": ExecutePyFile}
 assert tuple(_BUILTIN) == BUILTIN_TOOLS
 
 
-def send_message_tool(agent: Agent, swarm: Swarm) -> type[Tool]:
+def send_message_tool(agent: AgentSpec, swarm: SwarmSpec) -> type[Tool]:
     """A ``SendMessage`` whose ``recipient`` is an enum of ``agent.talks_to``."""
     lines = "\n".join(f"- {n}: {swarm.agents[n].description}" for n in agent.talks_to)
     doc = (
@@ -178,7 +178,7 @@ def send_message_tool(agent: Agent, swarm: Swarm) -> type[Tool]:
     return cls
 
 
-def tools_for(agent: Agent, swarm: Swarm) -> dict[str, type[Tool]]:
+def tools_for(agent: AgentSpec, swarm: SwarmSpec) -> dict[str, type[Tool]]:
     tools = {name: _BUILTIN[name] for name in agent.tools}
     if agent.talks_to:
         tools["SendMessage"] = send_message_tool(agent, swarm)

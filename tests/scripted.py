@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from swarmchat.approval import Approver, Mode
-from swarmchat.config import parse_swarm
 from swarmchat.events import Event, Usage
-from swarmchat.model import ChatRequest, Completion, OnDelta, OnRetry, ToolCall
+from swarmchat.messages import ChatRequest, Completion, OnDelta, OnRetry, ToolCall
 from swarmchat.runner import Runner, RunOptions
-from swarmchat.sandbox import Sandbox
+from swarmchat.sandbox.tiers import Sandbox
 from swarmchat.store import Store
+from swarmchat.swarm import parse_swarm
 from swarmchat.workspace import Workspace
 
 _AGENT = re.compile(r'^You are "([^"]+)"')

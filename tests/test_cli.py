@@ -320,7 +320,7 @@ def test_version_and_help_do_not_import_heavy_modules(args, tmp_path) -> None:
 def test_repl_path_does_not_import_the_sdk(tmp_path) -> None:
     """The prompt must appear before openai (about a second) is imported."""
     code = (
-        "import sys\nimport swarmchat.repl, swarmchat.render_rich, swarmchat.output, swarmchat.app\n"
+        "import sys\nimport swarmchat.repl, swarmchat.render.tty, swarmchat.render.plain, swarmchat.session\n"
         "print([m for m in ('openai', 'instructor') if m in sys.modules])\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)

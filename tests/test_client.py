@@ -9,9 +9,9 @@ import pytest
 from fakeserver import FakeOpenAI, Reply, call
 
 from swarmchat.client import OpenAIChatClient, RetryPolicy
+from swarmchat.environment import ProviderSettings
 from swarmchat.errors import AuthError, ProviderError
-from swarmchat.model import ChatMessage, ChatRequest, Completion, ToolSpec
-from swarmchat.settings import ProviderSettings
+from swarmchat.messages import ChatMessage, ChatRequest, Completion, ToolSpec
 
 REQUEST = ChatRequest(
     "test-model",

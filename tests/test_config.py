@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmchat.config import load_swarm, parse_swarm, stable_color
 from swarmchat.errors import ConfigError
+from swarmchat.swarm import load_swarm, parse_swarm, stable_color
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -136,7 +136,7 @@ class _Stream(io.StringIO):
     ],
 )
 def test_colour_decision(monkeypatch: pytest.MonkeyPatch, flag, env, tty, expected) -> None:
-    from swarmchat.render_rich import color_enabled
+    from swarmchat.render.tty import color_enabled
 
     for name in ("NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE", "TERM"):
         monkeypatch.delenv(name, raising=False)

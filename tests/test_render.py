@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-from swarmchat.config import parse_swarm
 from swarmchat.events import (
     ApprovalRequested,
     ApprovalResolved,
@@ -19,8 +18,9 @@ from swarmchat.events import (
     ToolCallStarted,
     Usage,
 )
-from swarmchat.output import PlainRenderer
-from swarmchat.render_rich import MarkdownBlocks, RichRenderer, make_console
+from swarmchat.render.plain import PlainRenderer
+from swarmchat.render.tty import MarkdownBlocks, RichRenderer, make_console
+from swarmchat.swarm import parse_swarm
 
 SWARM = parse_swarm(
     "agents:\n  user_proxy:\n    description: p\n    talks_to: [coder, writer]\n"
@@ -237,7 +237,7 @@ def test_images_from_a_run_are_shown_as_file_links() -> None:
 
 
 def test_markdown_tail_is_bounded() -> None:
-    from swarmchat.markdown_stream import TAIL_CHARS
+    from swarmchat.render.blocks import TAIL_CHARS
 
     md = MarkdownBlocks()
     md.feed("word " * 10_000 + "\nlast line")

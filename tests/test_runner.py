@@ -10,7 +10,7 @@ import pytest
 from scripted import ScriptedModel, calls, harness, say
 
 from swarmchat.events import MessageSent, RunFinished, ToolCallFinished
-from swarmchat.model import ChatRequest, Completion
+from swarmchat.messages import ChatRequest, Completion
 from swarmchat.runner import RunOptions
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmchat import sandbox
-from swarmchat.sandbox import UnconfinedExecutor
+from swarmchat.sandbox import supervise
+from swarmchat.sandbox.tiers import UnconfinedExecutor
 
 
 def run(ws: Path, code: str, timeout: float = 10):
@@ -92,12 +92,12 @@ def test_background_child_holding_pipes_does_not_hang(tmp_path: Path) -> None:
 
 def test_output_is_capped_with_a_note(tmp_path: Path) -> None:
     r = run(tmp_path, "print('x' * 200_000)\n")
-    assert r.truncated and len(r.stdout) < sandbox.OUTPUT_CAP + 200
+    assert r.truncated and len(r.stdout) < supervise.OUTPUT_CAP + 200
     assert "[output cut:" in r.stdout
 
 
 def test_output_flood_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "FLOOD_LIMIT", 1_000_000)
+    monkeypatch.setattr(supervise, "FLOOD_LIMIT", 1_000_000)
     started = time.monotonic()
     r = run(tmp_path, "while True: print('y' * 1000)\n", timeout=30)
     assert r.flooded and time.monotonic() - started < 10

@@ -6,8 +6,8 @@ import pytest
 from clitools import run_cli
 from fakeserver import FakeOpenAI, Reply
 
+from swarmchat.environment import Redactor, is_secret_name, provider_from_env, secret_values
 from swarmchat.errors import AuthError
-from swarmchat.settings import Redactor, is_secret_name, provider_from_env, secret_values
 
 
 def test_openai_settings_and_local_server_without_key() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from proctools import pids_running, wait_until_gone
 
-from swarmchat.sandbox import ExecResult, Executor, Sandbox
+from swarmchat.sandbox.tiers import ExecResult, Executor, Sandbox
 
 __all__ = ["TIERS", "executor_for", "pids_running", "run", "script_name", "wait_until_gone"]
 

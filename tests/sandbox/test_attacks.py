@@ -334,7 +334,7 @@ def test_everything_dies_when_swarmchat_is_killed(tier: str, ws: Path, tmp_path:
     )
     host = tmp_path / "host.py"
     host.write_text(
-        "import asyncio, sys\nfrom pathlib import Path\nfrom swarmchat.sandbox import Sandbox\n"
+        "import asyncio, sys\nfrom pathlib import Path\nfrom swarmchat.sandbox.tiers import Sandbox\n"
         f"box = Sandbox({tier!r}, python=sys.executable)\n"
         "async def main():\n    ex = await box.executor()\n"
         f"    await ex.run({name!r}, Path({str(ws)!r}), 60)\n"
@@ -494,9 +494,9 @@ def test_dangerous_syscalls_are_refused(tier: str, ws: Path) -> None:
 def test_daemons_die_without_a_cgroup_too(tier: str, ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Non-root users get no pids cgroup: the pid namespace (bwrap) or the jail acting as
     subreaper (Landlock) must still take detached daemons down."""
-    from swarmchat import sandbox
+    from swarmchat.sandbox.cgroups import PidsCgroup
 
-    monkeypatch.setattr(sandbox.PidsCgroup, "create", classmethod(lambda cls, n: None))
+    monkeypatch.setattr(PidsCgroup, "create", classmethod(lambda cls, n: None))
     name = script_name()
     code = daemon_code(name, "import time; time.sleep(60)")
     r = run(tier, ws, code, name=name)

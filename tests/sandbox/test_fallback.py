@@ -10,9 +10,9 @@ import pytest
 from clitools import run_cli as cli
 from fakeserver import FakeOpenAI, Reply, call, last_tool_output
 
-from swarmchat import jail
 from swarmchat.errors import ToolError
-from swarmchat.sandbox import Sandbox
+from swarmchat.sandbox import jail
+from swarmchat.sandbox.tiers import Sandbox
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from swarmchat.app import Session
-from swarmchat.config import Swarm
+from swarmchat.session import Session
+from swarmchat.swarm import SwarmSpec
 
 Say = Callable[[str, str], None]
 
@@ -42,7 +42,7 @@ class CommandState:
     notes: list[str] = field(default_factory=list)
 
 
-def agent_tree(swarm: Swarm) -> list[tuple[int, str, str]]:
+def agent_tree(swarm: SwarmSpec) -> list[tuple[int, str, str]]:
     """(depth, line, colour) rows: the entry agent first, then who it talks to, and so on.
     An agent reached twice is listed once more as a reference, so cycles stay finite."""
     rows: list[tuple[int, str, str]] = []
@@ -67,11 +67,11 @@ def agent_tree(swarm: Swarm) -> list[tuple[int, str, str]]:
     return rows
 
 
-def resolve_agent(swarm: Swarm, name: str) -> str | None:
+def resolve_agent(swarm: SwarmSpec, name: str) -> str | None:
     return name if name in swarm.agents else None
 
 
-def unknown_agent(swarm: Swarm, name: str) -> str:
+def unknown_agent(swarm: SwarmSpec, name: str) -> str:
     close = difflib.get_close_matches(name, list(swarm.agents), n=1)
     hint = f" (did you mean @{close[0]}?)" if close else ""
     return f"no agent named '{name}'{hint}; /agents lists them"

@@ -21,7 +21,6 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.padding import Padding
 from rich.text import Text
 
-from swarmchat.config import Swarm
 from swarmchat.events import (
     ApprovalRequested,
     ApprovalResolved,
@@ -36,8 +35,9 @@ from swarmchat.events import (
     ToolCallStarted,
     Usage,
 )
-from swarmchat.markdown_stream import MarkdownBlocks
-from swarmchat.status import Board, RunView, human_tokens
+from swarmchat.render.blocks import MarkdownBlocks
+from swarmchat.render.board import Board, RunView, human_tokens
+from swarmchat.swarm import SwarmSpec
 from swarmchat.textsafe import FILES_MARKER, visible_controls
 
 RESULT_LINES = 8
@@ -115,7 +115,7 @@ class RichRenderer:
     def __init__(
         self,
         console: Console,
-        swarm: Swarm,
+        swarm: SwarmSpec,
         *,
         show_approval_code: bool = False,
         brief: bool = False,

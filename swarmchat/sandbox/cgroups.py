@@ -7,6 +7,7 @@ every process of the run afterwards, including daemons that left the process gro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -49,8 +50,9 @@ class PidsCgroup:
         except OSError:
             return []
 
-    def kill_all(self, seconds: float = 3.0) -> None:
-        """SIGKILL everything in the cgroup (repeatedly: a fork may race the first pass)."""
+    async def kill_all(self, seconds: float = 3.0) -> None:
+        """SIGKILL everything in the cgroup (repeatedly: a fork may race the first pass).
+        Async, so the waits between passes never stall the event loop."""
         kill = self.path / "cgroup.kill"
         deadline = time.monotonic() + seconds
         while (pids := self.pids()) and time.monotonic() < deadline:
@@ -60,9 +62,9 @@ class PidsCgroup:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+            await asyncio.sleep(0.01)
 
-    def remove(self) -> None:
+    async def remove(self) -> None:
         for _ in range(100):  # dying processes leave the cgroup a moment after SIGKILL
             try:
                 self.path.rmdir()
@@ -70,7 +72,16 @@ class PidsCgroup:
             except FileNotFoundError:
                 return
             except OSError:
-                time.sleep(0.02)
+                await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        """Kill every process of the run, then remove the cgroup. Shielded: a second
+        Ctrl-C while this runs must not leave processes or a cgroup behind."""
+        await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        await self.kill_all()
+        await self.remove()
 
 
 def _bases() -> list[Path]:

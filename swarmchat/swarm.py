@@ -1,4 +1,4 @@
-"""Load and validate ``agents.yaml`` into a resolved :class:`Swarm`.
+"""Load and validate ``agents.yaml`` into a resolved :class:`SwarmSpec`.
 
 Everything from the file goes through strict pydantic models (``extra="forbid"``) and
 every problem is reported as one line naming the file, the line and the field, because a
@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarmchat.errors import ConfigError
+from swarmchat.sandbox import SandboxMode
 
 BUILTIN_TOOLS: tuple[str, ...] = ("File", "ExecutePyFile")
 """Tools an agent may list in ``tools:``; ``SendMessage`` is implied by ``talks_to``."""
@@ -64,7 +65,7 @@ _PALETTE = (
 )
 
 
-class AgentSpec(BaseModel):
+class AgentYaml(BaseModel):
     """One agent as written in the file."""
 
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +81,7 @@ class AgentSpec(BaseModel):
     network: bool = False
 
 
-class SwarmSpec(BaseModel):
+class SwarmYaml(BaseModel):
     """The whole file (format version 1)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -88,12 +89,12 @@ class SwarmSpec(BaseModel):
     version: Literal[1] = 1
     model: str | None = Field(default=None, min_length=1)
     entry: str | None = None
-    sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
-    agents: dict[str, AgentSpec] = Field(min_length=1)
+    sandbox: SandboxMode = "auto"
+    agents: dict[str, AgentYaml] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
-class Agent:
+class AgentSpec:
     """A resolved agent: every default applied, ready for the run loop."""
 
     name: str
@@ -114,25 +115,25 @@ class Agent:
 
 
 @dataclass(frozen=True)
-class Swarm:
+class SwarmSpec:
     """The agents and which one the user talks to."""
 
-    agents: dict[str, Agent]
+    agents: dict[str, AgentSpec]
     entry: str
     source: str
     default_model: str = DEFAULT_MODEL
-    sandbox: Literal["auto", "bwrap", "landlock", "none"] = "auto"
+    sandbox: SandboxMode = "auto"
 
     @property
-    def entry_agent(self) -> Agent:
+    def entry_agent(self) -> AgentSpec:
         return self.agents[self.entry]
 
-    def with_model(self, model: str) -> Swarm:
+    def with_model(self, model: str) -> SwarmSpec:
         """Return a copy where every agent uses ``model`` (``--model`` / ``/model``)."""
         agents = {n: replace(a, model=model) for n, a in self.agents.items()}
         return replace(self, agents=agents, default_model=model)
 
-    def with_network(self) -> Swarm:
+    def with_network(self) -> SwarmSpec:
         """Return a copy where every agent's code may use the network (``--network``)."""
         return replace(self, agents={n: replace(a, network=True) for n, a in self.agents.items()})
 
@@ -172,27 +173,27 @@ def find_agents_file(explicit: str | None, cwd: Path) -> tuple[str, str]:
 
 def load_swarm(
     explicit: str | None = None, cwd: Path | None = None, model_override: str | None = None
-) -> Swarm:
+) -> SwarmSpec:
     """Find, parse and validate the agents file."""
     name, text = find_agents_file(explicit, cwd or Path.cwd())
     return parse_swarm(text, name, model_override)
 
 
-def parse_swarm(text: str, source: str, model_override: str | None = None) -> Swarm:
+def parse_swarm(text: str, source: str, model_override: str | None = None) -> SwarmSpec:
     """Validate ``text`` (the content of ``source``) and resolve every default."""
     data, lines = _load_yaml(text, source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: expected a mapping with an 'agents:' key")
     try:
-        spec = SwarmSpec.model_validate(data)
+        spec = SwarmYaml.model_validate(data)
     except ValidationError as exc:
         raise _validation_to_config_error(exc, source, lines) from None
     return _resolve(spec, source, lines, model_override)
 
 
 def _resolve(
-    spec: SwarmSpec, source: str, lines: dict[tuple[Any, ...], int], model_override: str | None
-) -> Swarm:
+    spec: SwarmYaml, source: str, lines: dict[tuple[Any, ...], int], model_override: str | None
+) -> SwarmSpec:
     names = list(spec.agents)
 
     def fail(path: tuple[Any, ...], msg: str) -> ConfigError:
@@ -231,7 +232,7 @@ def _resolve(
         raise fail(("entry",), f"no agent named '{entry}'{_did_you_mean(entry, names)}")
     default_model = spec.model or DEFAULT_MODEL
     agents = {
-        name: Agent(
+        name: AgentSpec(
             name=name,
             description=a.description.strip(),
             instructions=a.instructions.strip(),
@@ -245,7 +246,7 @@ def _resolve(
         )
         for name, a in spec.agents.items()
     }
-    return Swarm(agents, entry, source, model_override or default_model, spec.sandbox)
+    return SwarmSpec(agents, entry, source, model_override or default_model, spec.sandbox)
 
 
 # --- YAML with line numbers -------------------------------------------------------------
@@ -327,7 +328,7 @@ def _validation_to_config_error(
 
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     if parent == ():
-        return list(SwarmSpec.model_fields)
+        return list(SwarmYaml.model_fields)
     if len(parent) == 2 and parent[0] == "agents":
-        return list(AgentSpec.model_fields)
+        return list(AgentYaml.model_fields)
     return []

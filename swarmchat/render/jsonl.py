@@ -1,11 +1,9 @@
-"""Event consumers that need no terminal library: the plain-text activity log, the
-``--json`` result collector and the stderr notices every mode gets."""
+"""``--jsonl`` events and the ``--json`` result (schema: docs/jsonl.md)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -23,75 +21,12 @@ from swarmchat.events import (
     ToolCallStarted,
     Usage,
 )
-from swarmchat.textsafe import visible_controls
 
-Sink = Callable[[Event], None]
 SCHEMA_VERSION = 1
 
 
 def timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class Fanout:
-    """Delivers each event to every sink, in order."""
-
-    def __init__(self, *sinks: Sink | None) -> None:
-        self.sinks = [s for s in sinks if s is not None]
-
-    def __call__(self, event: Event) -> None:
-        for sink in self.sinks:
-            sink(event)
-
-
-class PlainRenderer:
-    """One plain line per step (``--verbose`` when stderr is not a terminal)."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-
-    def _write(self, depth: int, text: str) -> None:
-        pad = "  " * depth
-        self.stream.write(pad + visible_controls(text).replace("\n", "\n" + pad) + "\n")
-        self.stream.flush()
-
-    def __call__(self, e: Event) -> None:
-        if isinstance(e, MessageSent):
-            self._write(e.depth + 1, f"{e.agent} → {e.recipient}: {e.text}")
-        elif isinstance(e, MessageCompleted) and e.depth > 0 and e.text:
-            self._write(e.depth, f"[{e.agent}] {e.text}")
-        elif isinstance(e, ToolCallStarted) and e.name != "SendMessage":
-            args = e.arguments
-            if isinstance(args, dict):
-                args = {k: v for k, v in args.items() if k not in ("body", "chain_of_thought")}
-            self._write(e.depth, f"[{e.agent}] {e.name} {json.dumps(args, ensure_ascii=False)}")
-        elif isinstance(e, ToolCallFinished) and e.name != "SendMessage":
-            first = e.output.strip().splitlines()[:1]
-            self._write(e.depth + 1, f"{'ok' if e.ok else 'error'}: {first[0] if first else ''}")
-        elif isinstance(e, Retrying):
-            self._write(e.depth, f"[{e.agent}] retry {e.attempt} in {e.delay:.1f} s: {e.error}")
-        elif isinstance(e, RunFinished) and e.status != "completed":
-            self._write(e.depth, f"[{e.agent}] run {e.status}{': ' + e.error if e.error else ''}")
-
-
-class StderrNotices:
-    """Lines the user must see even when nothing else is shown: code that was not run, and
-    (unless a renderer already says so) code that runs without a sandbox."""
-
-    def __init__(self, stream: IO[str], warn_unconfined: bool = True) -> None:
-        self.stream = stream
-        self.warn_unconfined = warn_unconfined
-
-    def __call__(self, e: Event) -> None:
-        if isinstance(e, ApprovalRequested) and e.sandbox == "none" and self.warn_unconfined:
-            self.stream.write(f"swarmchat: warning: {e.file_name} runs UNCONFINED (no sandbox)\n")
-            self.stream.flush()
-        if isinstance(e, ApprovalResolved) and not e.approved and e.reason == "non-interactive":
-            self.stream.write(
-                f"swarmchat: skipped running {e.file_name} for {e.agent}: running code needs "
-                "approval; pass --yes (-y) to allow it\n"
-            )
-            self.stream.flush()
 
 
 class Collector:

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swarmchat.approval import Approver, Asker, Mode
-from swarmchat.config import Swarm, load_swarm
-from swarmchat.events import Event, RunFinished
-from swarmchat.settings import (
+from swarmchat.environment import (
     Redactor,
     ensure_private_dir,
     load_dotenv_file,
@@ -24,11 +22,13 @@ from swarmchat.settings import (
     secret_values,
     user_home,
 )
+from swarmchat.events import Event, RunFinished
 from swarmchat.store import Store
+from swarmchat.swarm import SwarmSpec, load_swarm
 from swarmchat.workspace import Workspace
 
 if TYPE_CHECKING:
-    from swarmchat.model import ModelClient
+    from swarmchat.messages import ModelClient
     from swarmchat.runner import Runner
     from swarmchat.sandbox import SandboxMode
 
@@ -50,7 +50,7 @@ class Options:
     brief: bool = False
 
 
-def resolve_swarm(opts: Options) -> Swarm:
+def resolve_swarm(opts: Options) -> SwarmSpec:
     load_dotenv_file()
     model = opts.model or os.environ.get("SWARMCHAT_MODEL", "").strip() or None
     swarm = load_swarm(opts.agents_file, model_override=model)
@@ -67,7 +67,7 @@ class Session:
         home = ensure_private_dir(user_home())
         self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))
         self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))
-        from swarmchat.sandbox import Sandbox
+        from swarmchat.sandbox.tiers import Sandbox
 
         self.sandbox = Sandbox(opts.sandbox or self.swarm.sandbox, opts.unsafe_local_exec)
         mode: Mode = "auto" if opts.yes else ("ask" if asker else "deny")

@@ -1,0 +1,217 @@
+"""The supervisor every tier shares: the only place agent code's processes are started.
+
+stdin from /dev/null, its own session and process group (killed whole on timeout, cancel
+or flood), bounded output, exit detected with a pidfd (a background grandchild holding the
+pipes cannot stall it), and an explicit close of the pipes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmchat.sandbox import confine
+from swarmchat.sandbox.cgroups import PidsCgroup
+from swarmchat.sandbox.confine import Limits
+
+OUTPUT_CAP = 32 * 1024
+FLOOD_LIMIT = 8 * 1024 * 1024  # past this many bytes the run is stopped
+DRAIN_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    truncated: bool = False
+    flooded: bool = False
+
+
+async def supervise_jailed(
+    spec: dict[str, object],
+    command: list[str],
+    cwd: Path,
+    limits: Limits,
+    timeout: float,
+    pass_fds: tuple[int, ...] = (),
+) -> ExecResult:
+    """Start ``command`` through the jail trampoline, inside its own pids cgroup when one
+    can be made; the cgroup is emptied afterwards, so no process of the run survives it."""
+    group = PidsCgroup.create(limits.processes)
+    if group is not None:
+        spec["cgroup"] = group.procs_file
+    try:
+        return await supervise(
+            confine.jail_argv(spec, command),
+            cwd,
+            {},
+            timeout,
+            pass_fds,
+            terminate_first=bool(spec.get("supervise")),
+        )
+    finally:
+        if group is not None:
+            await group.close()
+
+
+async def supervise(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    pass_fds: tuple[int, ...] = (),
+    terminate_first: bool = False,
+) -> ExecResult:
+    """Run ``argv`` to completion or deadline; the whole process group dies afterwards.
+
+    ``terminate_first``: the process is a jail that kills its own tree on SIGTERM (it also
+    reaches daemons that left the process group), so it gets that chance first."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(cwd),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=pass_fds,
+    )
+    out, err = _Capture(), _Capture()
+    assert proc.stdout is not None and proc.stderr is not None
+    both = [out, err]
+
+    def on_flood() -> None:
+        _kill_group(proc.pid)
+
+    readers = [
+        asyncio.create_task(_pump(proc.stdout, out, both, on_flood)),
+        asyncio.create_task(_pump(proc.stderr, err, both, on_flood)),
+    ]
+    timed_out = False
+    try:
+        timed_out = not await _wait_exit(proc, timeout)
+        # Children that kept the pipes open get a short drain, then the group dies.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*readers), DRAIN_SECONDS)
+    finally:
+        if terminate_first and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                await _wait_exit(proc, 1.0)
+        _kill_group(proc.pid)
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await _reap(proc)
+    flooded = out.flooded or err.flooded
+    return ExecResult(
+        exit_code=None if (timed_out or flooded) else proc.returncode,
+        stdout=out.text(),
+        stderr=err.text(),
+        timed_out=timed_out,
+        truncated=out.dropped > 0 or err.dropped > 0,
+        flooded=flooded,
+    )
+
+
+async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:
+    """Wait for the main process itself to exit (True) or the deadline (False).
+
+    ``proc.wait()`` is not enough: asyncio also waits for the pipes to close, which a
+    background grandchild can keep open forever. A pidfd wakes us the moment the process
+    exits; where there is none, poll.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, on_exit)
+        try:
+            await asyncio.wait_for(exited, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+    deadline = loop.time() + timeout
+    delay = 0.002
+    while proc.returncode is None:
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Collect the process and close the transport now, while the loop still runs (a
+    descendant outside the group may still hold the pipes; asyncio would wait on them)."""
+    if proc.returncode is None:
+        # os.kill, not proc.kill(): Popen.send_signal polls first and would reap the child
+        # behind asyncio's watcher, which then reports a bogus exit status.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 2.0)
+    transport = getattr(proc, "_transport", None)  # asyncio offers no public close
+    if transport is not None:
+        transport.close()
+
+
+class _Capture:
+    """Keeps the first ``OUTPUT_CAP`` bytes and counts the rest."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.dropped = 0
+        self.flooded = False
+
+    def add(self, chunk: bytes) -> None:
+        room = OUTPUT_CAP - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+        self.dropped += max(0, len(chunk) - max(room, 0))
+
+    @property
+    def total(self) -> int:
+        return len(self.data) + self.dropped
+
+    def text(self) -> str:
+        text = self.data.decode("utf-8", errors="replace")
+        if self.dropped:
+            text += f"\n[output cut: {self.dropped} more bytes not shown]"
+        return text
+
+
+async def _pump(
+    stream: asyncio.StreamReader, sink: _Capture, both: list[_Capture], on_flood: Callable[[], None]
+) -> None:
+    while chunk := await stream.read(65536):
+        sink.add(chunk)
+        if sum(c.total for c in both) > FLOOD_LIMIT:
+            sink.flooded = True
+            on_flood()
+            return
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
