@@ -1,4 +1,5 @@
-"""Who decides whether agent code may run: ``--yes``, the user at a prompt, or nobody.
+"""Who decides whether a tool may act (run code, ...): ``--yes``, the user at a prompt,
+or nobody.
 
 Non-interactive sessions never prompt: they deny, and the denial is an event the CLI turns
 into one stderr line saying what was skipped and how to allow it.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Literal
+
+from swarmchat.events import Approval, ApprovalReason
 
 Mode = Literal["auto", "ask", "deny"]
 Asker = Callable[[str], Awaitable[str]]  # question -> "y" | "n" | "a"
@@ -27,9 +30,8 @@ class Approver:
     def auto_approves(self) -> bool:
         return self.mode == "auto"
 
-    async def decide(self, file_name: str, network: bool = False, confined: bool = True) -> tuple[bool, str]:
-        """Return ``(approved, reason)``; reason is ``--yes``, ``always``, ``user`` or
-        ``non-interactive``."""
+    async def decide(self, approval: Approval) -> tuple[bool, ApprovalReason]:
+        """Whether the tool may act, and who decided."""
         if self.mode == "auto":
             return True, "--yes"
         if self.mode == "deny":
@@ -38,11 +40,17 @@ class Approver:
             if self.auto_approves():  # someone answered "always" while we waited
                 return True, "always"
             assert self._ask is not None
-            extra = (" UNCONFINED (no sandbox)" if not confined else "") + (
-                " with network access" if network else ""
-            )
-            answer = await self._ask(f"Run {file_name}{extra}? [y]es / [n]o / [a]lways this session")
+            answer = await self._ask(question(approval))
             if answer == "a":
                 self.mode = "auto"
                 return True, "always"
             return answer == "y", "user"
+
+
+def question(approval: Approval) -> str:
+    """``Run task.py UNCONFINED (no sandbox) with network access? [y]es / [n]o / [a]lways``"""
+    extra = (" UNCONFINED (no sandbox)" if approval.unconfined else "") + (
+        " with network access" if approval.network else ""
+    )
+    action = approval.verb[:1].upper() + approval.verb[1:]
+    return f"{action} {approval.subject}{extra}? [y]es / [n]o / [a]lways this session"

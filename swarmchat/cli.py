@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import inspect
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -18,12 +21,24 @@ import typer
 from swarmchat import __version__
 from swarmchat.environment import debug_enabled
 from swarmchat.errors import (
+    ConfigError,
     InterruptedRunError,
+    ProviderError,
     SwarmchatError,
+    TurnLimitError,
     UsageError,
 )
 from swarmchat.sandbox import SANDBOX_MODES
-from swarmchat.session import Options
+from swarmchat.session import COLOR_CHOICES, Options
+
+EXIT_CODES: tuple[tuple[type[SwarmchatError], int], ...] = (
+    (UsageError, 2),
+    (ConfigError, 3),  # AuthError too
+    (ProviderError, 4),
+    (TurnLimitError, 5),
+    (InterruptedRunError, 130),
+)
+"""Every other error (a failed run) exits 1."""
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 run failed, 2 usage error, 3 configuration or authentication "
@@ -44,28 +59,6 @@ AgentsOpt = Annotated[
         "--agents", "-a", help="Agents file (default: ./agents.yaml, else the bundled one).", metavar="FILE"
     ),
 ]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Model for every agent (overrides SWARMCHAT_MODEL and agents.yaml)."),
-]
-WorkspaceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        help="Directory agents may write and run files in (default: current).",
-        metavar="DIR",
-    ),
-]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Run agent code without asking.")]
-MaxTurnsOpt = Annotated[
-    int | None,
-    typer.Option("--max-turns", min=1, max=500, help="Turn limit for every run (default: per agent, 20)."),
-]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Seconds a Python file may run.")]
-NetworkOpt = Annotated[
-    bool, typer.Option("--network", help="Let agent code use the network (default: no network).")
-]
 SandboxOpt = Annotated[
     str | None,
     typer.Option(
@@ -74,17 +67,6 @@ SandboxOpt = Annotated[
         metavar="TIER",
     ),
 ]
-ColorOpt = Annotated[
-    str,
-    typer.Option(
-        "--color",
-        help="Colour: auto, always or never (NO_COLOR, FORCE_COLOR and TERM=dumb are honoured on auto).",
-        metavar="WHEN",
-    ),
-]
-BriefOpt = Annotated[
-    bool, typer.Option("--brief", help="Fold each finished sub-agent exchange into one line.")
-]
 UnsafeOpt = Annotated[
     bool,
     typer.Option(
@@ -92,7 +74,86 @@ UnsafeOpt = Annotated[
     ),
 ]
 
-COLOR_CHOICES = ("auto", "always", "never")
+SHARED_OPTIONS: dict[str, Any] = {
+    "agents_file": AgentsOpt,
+    "model": Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model for every agent (overrides SWARMCHAT_MODEL and agents.yaml).",
+            metavar="NAME",
+        ),
+    ],
+    "workspace": Annotated[
+        str | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Directory agents may write and run files in (default: current).",
+            metavar="DIR",
+        ),
+    ],
+    "yes": Annotated[bool, typer.Option("--yes", "-y", help="Run agent code without asking.")],
+    "max_turns": Annotated[
+        int | None,
+        typer.Option(
+            "--max-turns",
+            min=1,
+            max=500,
+            help="Turn limit for every run (default: per agent, 20).",
+            metavar="N",
+        ),
+    ],
+    "timeout": Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds a Python file may run.", metavar="SECONDS")
+    ],
+    "network": Annotated[
+        bool, typer.Option("--network", help="Let agent code use the network (default: no network).")
+    ],
+    "sandbox": SandboxOpt,
+    "unsafe_local_exec": UnsafeOpt,
+    "color": Annotated[
+        str,
+        typer.Option(
+            "--color",
+            help="Colour: auto, always or never (NO_COLOR, FORCE_COLOR and TERM=dumb are honoured on auto).",
+            metavar="WHEN",
+        ),
+    ],
+    "brief": Annotated[
+        bool, typer.Option("--brief", help="Fold each finished sub-agent exchange into one line.")
+    ],
+}
+"""The options the REPL and ``ask`` share, declared once: the keys are :class:`Options`
+fields, and their defaults come from there."""
+
+
+def shared_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the shared options, merged into its ``opts`` argument.
+
+    Typer reads a command's options from its signature, so the wrapper's signature is the
+    command's own with the shared options spliced in after its arguments."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "opts"]
+    defaults = Options()
+    shared = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, name), annotation=ann
+        )
+        for name, ann in SHARED_OPTIONS.items()
+    ]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    spliced = [p for p in own if p.kind != keyword] + shared + [p for p in own if p.kind == keyword]
+
+    @functools.wraps(command)
+    def with_options(ctx: typer.Context, *args: Any, **kwargs: Any) -> None:
+        values = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
+        command(ctx, *args, opts=_merge(ctx, **values), **kwargs)
+
+    with_options.__signature__ = signature.replace(parameters=spliced)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in spliced}
+    return with_options
 
 
 def _merge(ctx: typer.Context, **local: Any) -> Options:
@@ -108,39 +169,17 @@ def _merge(ctx: typer.Context, **local: Any) -> Options:
 
 
 @app.callback(invoke_without_command=True)
+@shared_options
 def root(
     ctx: typer.Context,
-    agents: AgentsOpt = None,
-    model: ModelOpt = None,
-    workspace: WorkspaceOpt = None,
-    yes: YesOpt = False,
-    max_turns: MaxTurnsOpt = None,
-    timeout: TimeoutOpt = 60.0,
-    network: NetworkOpt = False,
-    sandbox: SandboxOpt = None,
-    unsafe_local_exec: UnsafeOpt = False,
-    color: ColorOpt = "auto",
-    brief: BriefOpt = False,
+    *,
+    opts: Options,
     version: Annotated[bool, typer.Option("--version", "-V", help="Show the version.")] = False,
 ) -> None:
     """Interactive chat when stdin is a terminal; otherwise the piped text is the prompt."""
     if version:
         typer.echo(f"swarmchat {__version__}")
         raise typer.Exit(0)
-    opts = _merge(
-        ctx,
-        agents_file=agents,
-        model=model,
-        workspace=workspace,
-        yes=yes,
-        max_turns=max_turns,
-        timeout=timeout,
-        network=network,
-        sandbox=sandbox,
-        unsafe_local_exec=unsafe_local_exec,
-        color=color,
-        brief=brief,
-    )
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
         return
@@ -151,24 +190,20 @@ def root(
         return
     from swarmchat.oneshot import AskOutput, run_ask
 
-    run_ask(opts, _read_prompt(None), AskOutput())
+    error = run_ask(opts, _read_prompt(None), AskOutput())
+    if error is not None:
+        raise error
 
 
 @app.command()
+@shared_options
 def ask(
     ctx: typer.Context,
-    prompt: Annotated[str | None, typer.Argument(help="The prompt; '-' reads stdin.")] = None,
-    agents: AgentsOpt = None,
-    model: ModelOpt = None,
-    workspace: WorkspaceOpt = None,
-    yes: YesOpt = False,
-    max_turns: MaxTurnsOpt = None,
-    timeout: TimeoutOpt = 60.0,
-    network: NetworkOpt = False,
-    sandbox: SandboxOpt = None,
-    unsafe_local_exec: UnsafeOpt = False,
-    color: ColorOpt = "auto",
-    brief: BriefOpt = False,
+    prompt: Annotated[
+        str | None, typer.Argument(help="The prompt; '-' reads stdin.", metavar="PROMPT")
+    ] = None,
+    *,
+    opts: Options,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
     jsonl: Annotated[
         bool,
@@ -193,29 +228,24 @@ def ask(
     ] = None,
 ) -> None:
     """Ask once and exit. Piped stdin is appended to PROMPT as context."""
-    from swarmchat.oneshot import AskOutput, run_ask
+    from swarmchat.oneshot import AskOutput, OutputFormat, run_ask
 
-    opts = _merge(
-        ctx,
-        agents_file=agents,
-        model=model,
-        workspace=workspace,
-        yes=yes,
-        max_turns=max_turns,
-        timeout=timeout,
-        network=network,
-        sandbox=sandbox,
-        unsafe_local_exec=unsafe_local_exec,
-        color=color,
-        brief=brief,
-    )
-    formats = {"text": "text", "json": "json", "stream-json": "jsonl", "jsonl": "jsonl"}
+    formats: dict[str, OutputFormat] = {
+        "text": "text",
+        "json": "json",
+        "stream-json": "jsonl",
+        "jsonl": "jsonl",
+    }
     if output_format is not None and output_format not in formats:
         raise UsageError("--output-format must be text, json or stream-json")
-    fmt = "jsonl" if jsonl else "json" if json_out else formats[output_format or "text"]
+    fmt: OutputFormat = "jsonl" if jsonl else "json" if json_out else formats[output_format or "text"]
     if include_partial and fmt != "jsonl":
         raise UsageError("--include-partial goes with --jsonl (or --output-format stream-json)")
-    run_ask(opts, _read_prompt(prompt), AskOutput(fmt, include_partial, verbose, quiet, out))
+    error = run_ask(opts, _read_prompt(prompt), AskOutput(fmt, include_partial, verbose, quiet, out))
+    if error is not None:
+        if quiet:  # the exit code alone tells what happened
+            raise typer.Exit(exit_code(error))
+        raise error
 
 
 @app.command("agents")
@@ -236,9 +266,8 @@ def agents_cmd(
         return
     rows = [("AGENT", "MODEL", "TOOLS", "TALKS TO")]
     for a in swarm.agents.values():
-        tools = a.all_tools
         name = a.name + (" *" if a.name == swarm.entry else "")
-        rows.append((name, a.model, ", ".join(tools) or "-", ", ".join(a.talks_to) or "-"))
+        rows.append((name, a.model, ", ".join(a.all_tools) or "-", ", ".join(a.talks_to) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
@@ -253,12 +282,10 @@ def doctor(
     unsafe_local_exec: UnsafeOpt = False,
 ) -> None:
     """Report which sandbox tier runs agent code here, and why the others do not."""
-    from swarmchat.sandbox.tiers import Sandbox
-    from swarmchat.session import resolve_swarm
+    from swarmchat.session import make_sandbox, resolve_swarm
 
     opts = _merge(ctx, agents_file=agents, sandbox=sandbox, unsafe_local_exec=unsafe_local_exec)
-    swarm = resolve_swarm(opts)
-    box = Sandbox(opts.sandbox or swarm.sandbox, opts.unsafe_local_exec)
+    box = make_sandbox(opts, resolve_swarm(opts))
 
     async def check() -> tuple[Any, list[Any], Any]:
         return await box.runtime(), await box.report(), await box.executor()
@@ -298,12 +325,17 @@ def _read_prompt(prompt: str | None) -> str:
     return prompt.strip()
 
 
+def exit_code(error: SwarmchatError) -> int:
+    return next((code for cls, code in EXIT_CODES if isinstance(error, cls)), 1)
+
+
 def report(error: SwarmchatError) -> int:
+    """Print the error as one line (and a hint); return its exit code."""
     sys.stderr.write(f"swarmchat: error: {error.message}\n")
     if error.hint:
         sys.stderr.write(f"hint: {error.hint}\n")
     sys.stderr.flush()
-    return error.exit_code
+    return exit_code(error)
 
 
 def run(args: list[str]) -> int:

@@ -1,16 +1,19 @@
-"""One error hierarchy; the CLI maps each class to an exit code in one place.
+"""One error hierarchy. The CLI maps each class to an exit code, in one place (cli.py).
 
 Every error carries a one-line message and an optional hint, because users see them as
 ``swarmchat: error: <message>`` followed by ``hint: <hint>`` and never as a traceback.
+``code`` names the error in machine-readable output (``--jsonl``).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class SwarmchatError(Exception):
     """Base class: anything swarmchat reports to the user as a clean, one-line error."""
 
-    exit_code = 1
+    code: ClassVar[str] = "run_failed"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -21,31 +24,29 @@ class SwarmchatError(Exception):
 class RunFailedError(SwarmchatError):
     """The entry agent's run ended as ``failed``."""
 
-    exit_code = 1
-
 
 class UsageError(SwarmchatError):
     """The command line itself is wrong (bad option, missing prompt)."""
 
-    exit_code = 2
+    code = "usage_error"
 
 
 class ConfigError(SwarmchatError):
     """A configuration problem the user must fix: agents file, environment, workspace."""
 
-    exit_code = 3
+    code = "config_error"
 
 
 class AuthError(ConfigError):
     """Missing or rejected credentials (no key, HTTP 401/403)."""
 
-    exit_code = 3
+    code = "auth_error"
 
 
 class ProviderError(SwarmchatError):
     """The model provider kept failing after retries (429, 5xx, connection, truncation)."""
 
-    exit_code = 4
+    code = "provider_error"
 
     def __init__(self, message: str, hint: str | None = None, *, retryable: bool = True) -> None:
         super().__init__(message, hint)
@@ -55,13 +56,13 @@ class ProviderError(SwarmchatError):
 class TurnLimitError(SwarmchatError):
     """The entry agent's run hit its turn limit and ended ``incomplete``."""
 
-    exit_code = 5
+    code = "turn_limit"
 
 
 class InterruptedRunError(SwarmchatError):
     """The user pressed Ctrl-C."""
 
-    exit_code = 130
+    code = "interrupted"
 
 
 class ToolError(SwarmchatError):

@@ -1,13 +1,33 @@
-"""Typed events emitted by the run loop.
+"""Typed events emitted by the run loop: a closed union, and the words for run states.
 
-The loop never prints: the rich renderer, the plain renderer and the JSON collector all
-consume these same small records, which is what keeps each of them testable.
+The loop never prints: the terminal renderer, the plain log, the JSON writers and the
+status board all consume these same small records, which is what keeps each of them
+testable. Consumers dispatch with ``match`` and ``assert_never``, so a new or renamed
+event fails type checking wherever it is not handled, instead of silently not rendering.
+How a tool call reads to a person (:class:`ToolSummary`, :class:`Approval`) is written by
+the tool itself and travels on the events: renderers never match tool names.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from swarmchat.sandbox import ExecutorKind
+
+RunStatus = Literal[
+    "queued", "in_progress", "requires_action", "completed", "failed", "cancelled", "incomplete"
+]
+"""An Assistants-style run: queued -> in_progress <-> requires_action -> a final status."""
+
+FinalStatus = Literal["completed", "failed", "cancelled", "incomplete"]
+"""How a run ended."""
+
+ApprovalReason = Literal["user", "always", "--yes", "non-interactive"]
+"""Who decided whether a tool may act."""
+
+ARG_CHARS = 400  # arguments shown in a generic headline before they are cut
 
 
 @dataclass(frozen=True)
@@ -35,8 +55,47 @@ class Usage:
         }
 
 
+@dataclass(frozen=True)
+class ToolSummary:
+    """How one tool call reads to a person, in the tool's own words."""
+
+    activity: str  # the live status line: "writing task.py"
+    headline: str  # the scrollback line after the agent's name: "writes task.py"
+    preview: str = ""  # content worth showing under the headline (the file being written)
+    language: str = "text"  # how to highlight the preview
+    brief_arguments: dict[str, Any] | str = field(default_factory=dict)  # for one-line logs
+    delegates: bool = False  # the call hands work to another agent, whose run shows it
+
+    @classmethod
+    def generic(cls, name: str, arguments: dict[str, Any] | str) -> ToolSummary:
+        """For a tool that says nothing about itself, or a call that did not validate."""
+        shown = json.dumps(arguments, ensure_ascii=False) if isinstance(arguments, dict) else arguments
+        if len(shown) > ARG_CHARS:
+            shown = shown[:ARG_CHARS] + "…"
+        return cls(activity=f"calling {name}", headline=f"calls {name}({shown})", brief_arguments=arguments)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What a tool shows the user before it acts, and the words to ask and report with:
+    "Run task.py?", "wants to run task.py", "task.py not run", "skipped running task.py"."""
+
+    subject: str  # what it acts on: "task.py"
+    verb: str = "run"
+    done: str = "run"
+    doing: str = "running"
+    preview: str = ""  # shown before the question (the code)
+    language: str = "text"
+    sandbox: ExecutorKind | None = None  # for tools that run code: where it runs
+    network: bool = False
+
+    @property
+    def unconfined(self) -> bool:
+        return self.sandbox == "none"
+
+
 @dataclass(frozen=True, kw_only=True)
-class Event:
+class _RunEvent:
     """Common fields: which agent, on which run, how deep in the delegation chain."""
 
     agent: str
@@ -45,19 +104,19 @@ class Event:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunStarted(Event):
+class RunStarted(_RunEvent):
     caller: str
     thread_id: str
     model: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class TextDelta(Event):
+class TextDelta(_RunEvent):
     text: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class MessageCompleted(Event):
+class MessageCompleted(_RunEvent):
     """An assistant message finished streaming (it may be followed by tool calls).
 
     ``usage`` is the run's running total so far; ``text`` may be empty."""
@@ -67,23 +126,25 @@ class MessageCompleted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ToolCallStarted(Event):
+class ToolCallStarted(_RunEvent):
     call_id: str
     name: str
-    arguments: dict[str, Any] | str
+    arguments: dict[str, Any] | str  # as sent by the model; the raw text when not a JSON object
+    summary: ToolSummary
 
 
 @dataclass(frozen=True, kw_only=True)
-class ToolCallFinished(Event):
+class ToolCallFinished(_RunEvent):
     call_id: str
     name: str
     output: str
     ok: bool
     duration_ms: int
+    summary: ToolSummary
 
 
 @dataclass(frozen=True, kw_only=True)
-class MessageSent(Event):
+class MessageSent(_RunEvent):
     """``agent`` sent ``text`` to ``recipient`` with SendMessage."""
 
     recipient: str
@@ -91,24 +152,25 @@ class MessageSent(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ApprovalRequested(Event):
-    """Code is about to run (emitted for every run, approved in advance or not)."""
+class ApprovalRequested(_RunEvent):
+    """A tool is about to act (emitted for every approval, given in advance or not)."""
 
-    file_name: str
-    code: str
-    sandbox: str = "bwrap"  # the isolation tier, "none" when unconfined
-    network: bool = False
+    call_id: str
+    tool: str
+    approval: Approval
 
 
 @dataclass(frozen=True, kw_only=True)
-class ApprovalResolved(Event):
-    file_name: str
+class ApprovalResolved(_RunEvent):
+    call_id: str
+    tool: str
+    approval: Approval
     approved: bool
-    reason: str  # "user", "always", "--yes", "non-interactive"
+    reason: ApprovalReason
 
 
 @dataclass(frozen=True, kw_only=True)
-class Retrying(Event):
+class Retrying(_RunEvent):
     """A provider call failed in a retryable way; another attempt follows."""
 
     error: str
@@ -117,10 +179,25 @@ class Retrying(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunFinished(Event):
+class RunFinished(_RunEvent):
     caller: str
     thread_id: str
-    status: str  # completed | failed | cancelled | incomplete
+    status: FinalStatus
     text: str
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+
+
+Event = (
+    RunStarted
+    | TextDelta
+    | MessageCompleted
+    | ToolCallStarted
+    | ToolCallFinished
+    | MessageSent
+    | ApprovalRequested
+    | ApprovalResolved
+    | Retrying
+    | RunFinished
+)
+"""Everything the run loop emits."""

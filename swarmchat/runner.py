@@ -1,10 +1,10 @@
 """The run loop: one agent working on one thread until it answers.
 
-Like an Assistants API run, a run moves queued -> in_progress -> requires_action ->
-in_progress ... -> completed | failed | cancelled | incomplete. Tool calls of one message
-run concurrently and their results return in the original order; ``SendMessage`` runs
-the recipient on its own thread with the caller. Everything observable is emitted as an
-event; nothing here prints.
+Like an Assistants API run, a run moves in_progress -> requires_action -> in_progress ...
+-> completed | failed | cancelled | incomplete. Tool calls of one message run concurrently
+and their results return in the original order; ``SendMessage`` runs the recipient on its
+own thread with the caller. Everything observable is emitted as an event; nothing here
+prints. Every loop is bounded: turns per run, delegation depth, one run per thread.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import asyncio
 import difflib
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from swarmchat.approval import Approver
 from swarmchat.errors import ConfigError, ProviderError, SwarmchatError, ToolError
 from swarmchat.events import (
     Event,
+    FinalStatus,
     MessageCompleted,
     MessageSent,
     Retrying,
@@ -28,20 +29,16 @@ from swarmchat.events import (
     TextDelta,
     ToolCallFinished,
     ToolCallStarted,
+    ToolSummary,
     Usage,
 )
-from swarmchat.messages import ChatMessage, ChatRequest, ModelClient, ToolCall
+from swarmchat.messages import ChatMessage, ChatRequest, Completion, ModelClient, ToolCall, ToolSpec
 from swarmchat.sandbox.tiers import Sandbox
-from swarmchat.store import Store
+from swarmchat.scope import RunScope
+from swarmchat.store import RunLog, Store
 from swarmchat.swarm import AgentSpec, SwarmSpec
-from swarmchat.tools import (
-    Tool,
-    ToolContext,
-    decode_arguments,
-    parse_arguments,
-    tool_specs,
-    tools_for,
-)
+from swarmchat.tools import tools_for
+from swarmchat.tools.base import Tool, ToolContext, decode_arguments, invoke, parse_arguments, tool_specs
 from swarmchat.workspace import Workspace
 
 DEFAULT_MAX_DEPTH = 3
@@ -55,8 +52,17 @@ class RunOptions:
     exec_timeout: float = 60.0
 
 
+@dataclass
+class _Progress:
+    """What a run has so far, for finishing it cleanly whenever it stops."""
+
+    usage: Usage = field(default_factory=Usage)
+    partial: list[str] = field(default_factory=list)  # text streamed in the current turn
+    pending: ChatMessage | None = None  # tool calls whose results are not recorded yet
+
+
 class Runner:
-    """Runs agents of a swarm for one session; the caller consumes events via ``emit``."""
+    """Runs the agents of a swarm for one session."""
 
     def __init__(
         self,
@@ -67,7 +73,6 @@ class Runner:
         workspace: Workspace,
         sandbox: Sandbox,
         approver: Approver,
-        emit: Callable[[Event], None],
         options: RunOptions | None = None,
     ) -> None:
         self.swarm = swarm
@@ -77,193 +82,187 @@ class Runner:
         self.workspace = workspace
         self.sandbox = sandbox
         self.approver = approver
-        self.emit = emit
         self.options = options or RunOptions()
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def ask(self, text: str, agent: str | None = None) -> RunFinished:
-        """Run ``agent`` (default: the entry agent) on its thread with the user."""
+    async def ask(self, text: str, emit: Callable[[Event], None], agent: str | None = None) -> RunFinished:
+        """Run ``agent`` (default: the entry agent) on its thread with the user; the turn's
+        events go to ``emit``."""
         target = self.swarm.agents[agent or self.swarm.entry]
-        return await self._run(target, "user", text, (target.name,), 0)
+        return await self._run(RunScope(target, "user", (target.name,), 0, emit), text)
 
-    async def _run(
-        self, agent: AgentSpec, caller: str, message: str, chain: tuple[str, ...], depth: int
-    ) -> RunFinished:
-        thread_id = self.store.thread_for(self.session_id, caller, agent.name)
+    async def _run(self, scope: RunScope, message: str) -> RunFinished:
+        agent = scope.agent
+        thread_id = self.store.thread_for(self.session_id, scope.caller, agent.name)
         # Only one run at a time per thread: a second message to the same agent waits.
         async with self._locks.setdefault(thread_id, asyncio.Lock()):
-            return await self._run_locked(agent, caller, thread_id, message, chain, depth)
+            log = self.store.start_run(thread_id, agent.name, agent.model, scope.caller, message)
+            scope = replace(scope, thread_id=thread_id, run_id=log.run_id)
+            scope.emit(RunStarted(**scope.ids, caller=scope.caller, thread_id=thread_id, model=agent.model))
+            progress = _Progress()
+            try:
+                return await self._loop(scope, log, progress)
+            except BaseException as exc:
+                self._stop(scope, log, progress, exc)
+                raise
 
-    async def _run_locked(
-        self, agent: AgentSpec, caller: str, thread_id: str, message: str, chain: tuple[str, ...], depth: int
-    ) -> RunFinished:
-        run_id = self.store.create_run(thread_id, agent.name, agent.model)
-        ids: dict[str, Any] = {"agent": agent.name, "run_id": run_id, "depth": depth}
-        self.emit(RunStarted(**ids, caller=caller, thread_id=thread_id, model=agent.model))
-        self.store.add_messages(thread_id, caller, [ChatMessage("user", message)])
-        self.store.set_run_status(run_id, "in_progress")
-        tools = tools_for(agent, self.swarm)
+    async def _loop(self, scope: RunScope, log: RunLog, progress: _Progress) -> RunFinished:
+        tools = tools_for(scope.agent, self.swarm)
         specs = tool_specs(tools)
-        system = ChatMessage("system", system_prompt(agent, self.swarm))
-        usage = Usage()
-        partial: list[str] = []
-        pending: ChatMessage | None = None
-
-        def finish(status: str, text: str, error: str | None = None) -> RunFinished:
-            self.store.set_run_status(run_id, status, usage, error)
-            event = RunFinished(
-                **ids, caller=caller, thread_id=thread_id, status=status, text=text, usage=usage, error=error
+        system = ChatMessage("system", system_prompt(scope.agent, tools))
+        max_turns = self.options.max_turns or scope.agent.max_turns
+        for _turn in range(max_turns):
+            completion = await self._complete(scope, log, progress, system, specs)
+            answer = ChatMessage("assistant", completion.text, completion.tool_calls)
+            if not completion.tool_calls:
+                return self._finish(scope, log, progress, "completed", completion.text, [answer])
+            log.record(status="requires_action", usage=progress.usage)
+            progress.pending = answer
+            outputs = await gather_first_error(
+                [self._call_tool(scope, tools, c) for c in completion.tool_calls]
             )
-            self.emit(event)
-            return event
+            results = [
+                ChatMessage("tool", out, tool_call_id=call.id)
+                for call, out in zip(completion.tool_calls, outputs, strict=True)
+            ]
+            log.record([answer, *results], "in_progress", progress.usage)
+            progress.pending = None
+        text = (
+            f"{scope.agent.name} stopped after {max_turns} turns without a final answer (turn limit reached)."
+        )
+        return self._finish(scope, log, progress, "incomplete", text)
+
+    async def _complete(
+        self, scope: RunScope, log: RunLog, progress: _Progress, system: ChatMessage, specs: list[ToolSpec]
+    ) -> Completion:
+        """One model call, streamed as events; a retry starts the streamed text afresh."""
 
         def on_delta(text: str) -> None:
-            partial.append(text)
-            self.emit(TextDelta(**ids, text=text))
+            progress.partial.append(text)
+            scope.emit(TextDelta(**scope.ids, text=text))
 
         def on_retry(error: str, attempt: int, delay: float) -> None:
-            partial.clear()
-            self.emit(Retrying(**ids, error=error, attempt=attempt, delay=delay))
+            progress.partial.clear()
+            scope.emit(Retrying(**scope.ids, error=error, attempt=attempt, delay=delay))
 
-        max_turns = self.options.max_turns or agent.max_turns
-        try:
-            for _turn in range(max_turns):
-                partial.clear()
-                request = ChatRequest(
-                    agent.model, [system, *self.store.messages(thread_id)], specs, agent.temperature
-                )
-                completion = await self.client.complete(request, on_delta, on_retry)
-                usage += completion.usage
-                self.emit(MessageCompleted(**ids, text=completion.text, usage=usage))
-                if not completion.tool_calls:
-                    self.store.add_messages(
-                        thread_id, agent.name, [ChatMessage("assistant", completion.text)]
-                    )
-                    return finish("completed", completion.text)
-                self.store.set_run_status(run_id, "requires_action", usage)
-                pending = ChatMessage("assistant", completion.text, completion.tool_calls)
-                outputs = await gather_first_error(
-                    [
-                        self._call_tool(agent, tools, call, run_id, chain, depth)
-                        for call in completion.tool_calls
-                    ]
-                )
-                results = [
-                    ChatMessage("tool", out, tool_call_id=call.id)
-                    for call, out in zip(completion.tool_calls, outputs, strict=True)
-                ]
-                self.store.add_messages(thread_id, agent.name, [pending, *results])
-                pending = None
-                self.store.set_run_status(run_id, "in_progress", usage)
-            return finish(
-                "incomplete",
-                f"{agent.name} stopped after {max_turns} turns without a final answer (turn limit reached).",
-            )
-        except BaseException as exc:
-            self._close_thread(thread_id, agent.name, pending, partial, exc)
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                finish("cancelled", "".join(partial))
-            else:
-                finish("failed", "".join(partial), _error_text(exc))
-            raise
+        progress.partial.clear()
+        agent = scope.agent
+        request = ChatRequest(agent.model, [system, *log.history], specs, agent.temperature)
+        completion = await self.client.complete(request, on_delta, on_retry)
+        progress.usage += completion.usage
+        scope.emit(MessageCompleted(**scope.ids, text=completion.text, usage=progress.usage))
+        return completion
 
-    def _close_thread(
-        self, thread_id: str, agent: str, pending: ChatMessage | None, partial: list[str], exc: BaseException
-    ) -> None:
-        """Leave the thread valid for the next run: no tool call without its result."""
+    def _finish(
+        self,
+        scope: RunScope,
+        log: RunLog,
+        progress: _Progress,
+        status: FinalStatus,
+        text: str,
+        messages: list[ChatMessage] | None = None,
+        error: str | None = None,
+    ) -> RunFinished:
+        log.record(messages, status, progress.usage, error)
+        event = RunFinished(
+            **scope.ids,
+            caller=scope.caller,
+            thread_id=scope.thread_id,
+            status=status,
+            text=text,
+            usage=progress.usage,
+            error=error,
+        )
+        scope.emit(event)
+        return event
+
+    def _stop(self, scope: RunScope, log: RunLog, progress: _Progress, exc: BaseException) -> None:
+        """Finish a run that an error or a cancel interrupted, leaving its thread valid for
+        the next run: no tool call without its result, streamed text kept and marked."""
         cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
         note = CANCELLED_OUTPUT if cancelled else f"Failed: {_error_text(exc)}"
-        if pending is not None:
-            results = [ChatMessage("tool", note, tool_call_id=c.id) for c in pending.tool_calls]
-            self.store.add_messages(thread_id, agent, [pending, *results])
-        elif partial:
-            self.store.add_messages(
-                thread_id, agent, [ChatMessage("assistant", "".join(partial) + "\n[interrupted]")]
-            )
+        closing: list[ChatMessage] = []
+        if progress.pending is not None:
+            calls = progress.pending.tool_calls
+            closing = [progress.pending, *(ChatMessage("tool", note, tool_call_id=c.id) for c in calls)]
+        elif progress.partial:
+            closing = [ChatMessage("assistant", "".join(progress.partial) + "\n[interrupted]")]
+        text = "".join(progress.partial)
+        if cancelled:
+            self._finish(scope, log, progress, "cancelled", text, closing)
+        else:
+            self._finish(scope, log, progress, "failed", text, closing, _error_text(exc))
 
-    async def _call_tool(
-        self,
-        agent: AgentSpec,
-        tools: dict[str, type[Tool]],
-        call: ToolCall,
-        run_id: str,
-        chain: tuple[str, ...],
-        depth: int,
-    ) -> str:
-        ids: dict[str, Any] = {"agent": agent.name, "run_id": run_id, "depth": depth}
-        self.emit(
-            ToolCallStarted(
-                **ids, call_id=call.id, name=call.name, arguments=decode_arguments(call.arguments)
-            )
-        )
-        started = time.monotonic()
-        ok = False
+    async def _call_tool(self, scope: RunScope, tools: dict[str, type[Tool]], call: ToolCall) -> str:
+        """One tool call, from its started event to its finished one; whatever goes wrong
+        that is the model's to fix becomes the output it reads."""
+        tool: Tool | None = None
+        problem = ""
         try:
-            cls = tools.get(call.name)
-            if cls is None:
-                raise ToolError(_unknown_tool(call.name, list(tools)))
-            tool = parse_arguments(cls, call.arguments)
-
-            async def delegate(recipient: str, message: str) -> str:
-                return await self._delegate(agent, recipient, message, run_id, chain, depth)
-
-            ctx = ToolContext(
-                agent,
-                run_id,
-                depth,
-                self.workspace,
-                self.sandbox,
-                self.approver,
-                self.options.exec_timeout,
-                self.emit,
-                delegate,
-            )
-            output = await tool.run(ctx)
-            ok = True
+            tool = _parse_call(tools, call)
         except ToolError as exc:
-            output = f"Error: {exc.message}"
+            problem = f"Error: {exc.message}"
+        summary = _summary(tool, call)
+        ids = {**scope.ids, "call_id": call.id, "name": call.name, "summary": summary}
+        scope.emit(ToolCallStarted(**ids, arguments=decode_arguments(call.arguments)))
+        started = time.monotonic()
+        output, ok = (await self._invoke(scope, tool, call.id)) if tool else (problem, False)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        scope.emit(ToolCallFinished(**ids, output=output, ok=ok, duration_ms=duration_ms))
+        return output
+
+    async def _invoke(self, scope: RunScope, tool: Tool, call_id: str) -> tuple[str, bool]:
+        async def delegate(recipient: str, message: str) -> str:
+            return await self._delegate(scope, recipient, message)
+
+        ctx = ToolContext(
+            scope, call_id, self.workspace, self.sandbox, self.client, self.options.exec_timeout, delegate
+        )
+        try:
+            return await invoke(tool, ctx, self.approver), True
         except (ProviderError, ConfigError):
             raise  # not the model's fault: the whole run stops and the CLI reports it
         except SwarmchatError as exc:
-            output = f"Error: {exc.message}"
+            return f"Error: {exc.message}", False
         except Exception as exc:
-            output = f"Error: {call.name} failed with {type(exc).__name__}: {exc}"
-        self.emit(
-            ToolCallFinished(
-                **ids,
-                call_id=call.id,
-                name=call.name,
-                output=output,
-                ok=ok,
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-        )
-        return output
+            return f"Error: {tool.tool_name()} failed with {type(exc).__name__}: {exc}", False
 
-    async def _delegate(
-        self, caller: AgentSpec, recipient: str, message: str, run_id: str, chain: tuple[str, ...], depth: int
-    ) -> str:
+    async def _delegate(self, scope: RunScope, recipient: str, message: str) -> str:
+        caller = scope.agent
         if recipient not in caller.talks_to:
             raise ToolError(f"{caller.name} may not message '{recipient}'")
-        if recipient in chain:
+        if recipient in scope.chain:
             raise ToolError(
-                f"{recipient} is already in the current call chain ({' → '.join(chain)}) and is "
+                f"{recipient} is already in the current call chain ({' → '.join(scope.chain)}) and is "
                 "waiting for this answer; it cannot be messaged now. Finish the task yourself."
             )
-        if depth + 1 > self.options.max_depth:
+        if scope.depth + 1 > self.options.max_depth:
             raise ToolError(
                 f"delegation depth limit reached ({self.options.max_depth} levels below the "
                 "user); do this task yourself."
             )
-        self.emit(
-            MessageSent(agent=caller.name, run_id=run_id, depth=depth, recipient=recipient, text=message)
-        )
-        result = await self._run(
-            self.swarm.agents[recipient], caller.name, message, (*chain, recipient), depth + 1
-        )
+        scope.emit(MessageSent(**scope.ids, recipient=recipient, text=message))
+        result = await self._run(scope.delegate_to(self.swarm.agents[recipient]), message)
         if result.status == "completed":
             return result.text or f"({recipient} finished without a text answer)"
         return f"{recipient} did not finish: {result.text}"
+
+
+def _summary(tool: Tool | None, call: ToolCall) -> ToolSummary:
+    """The tool's own words for the call, or generic ones when it has none to give."""
+    if tool is not None:
+        try:
+            return tool.summary()
+        except Exception:  # a tool's display bug must not stop the run
+            pass
+    return ToolSummary.generic(call.name, decode_arguments(call.arguments))
+
+
+def _parse_call(tools: dict[str, type[Tool]], call: ToolCall) -> Tool:
+    cls = tools.get(call.name)
+    if cls is None:
+        raise ToolError(_unknown_tool(call.name, list(tools)))
+    return parse_arguments(cls, call.arguments)
 
 
 async def gather_first_error(coros: list[Coroutine[Any, Any, str]]) -> list[str]:
@@ -300,14 +299,11 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def system_prompt(agent: AgentSpec, swarm: SwarmSpec) -> str:
-    """The agent's instructions plus what it must know about its place in the swarm."""
+def system_prompt(agent: AgentSpec, tools: dict[str, type[Tool]]) -> str:
+    """The agent's instructions plus what its tools need it to know (the agents it can
+    delegate to, that files live in the workspace), each note once."""
     parts = [f'You are "{agent.name}", an agent in a team run by swarmchat. {agent.description}']
     if agent.instructions:
         parts.append(agent.instructions)
-    if agent.talks_to:
-        peers = "\n".join(f"- {n}: {swarm.agents[n].description}" for n in agent.talks_to)
-        parts.append(f"You can delegate with the SendMessage tool to:\n{peers}")
-    if "File" in agent.tools or "ExecutePyFile" in agent.tools:
-        parts.append("Files live in the workspace; always use paths relative to it.")
+    parts += dict.fromkeys(cls.prompt_note for cls in tools.values() if cls.prompt_note)
     return "\n\n".join(parts)

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from swarmchat.approval import Approver, Asker, Mode
 from swarmchat.environment import (
@@ -31,11 +31,16 @@ if TYPE_CHECKING:
     from swarmchat.messages import ModelClient
     from swarmchat.runner import Runner
     from swarmchat.sandbox import SandboxMode
+    from swarmchat.sandbox.tiers import Sandbox
+
+
+ColorChoice = Literal["auto", "always", "never"]
+COLOR_CHOICES: tuple[ColorChoice, ...] = get_args(ColorChoice)
 
 
 @dataclass
 class Options:
-    """Options shared by the REPL and ``ask``."""
+    """Options shared by the REPL and ``ask`` (the CLI declares their flags once)."""
 
     agents_file: str | None = None
     model: str | None = None
@@ -46,15 +51,26 @@ class Options:
     network: bool = False
     sandbox: SandboxMode | None = None
     unsafe_local_exec: bool = False
-    color: str = "auto"  # auto | always | never
+    color: ColorChoice = "auto"
     brief: bool = False
 
 
 def resolve_swarm(opts: Options) -> SwarmSpec:
+    """The swarm file, validated, with ``--model`` / ``SWARMCHAT_MODEL`` and ``--network``
+    applied to every agent."""
     load_dotenv_file()
-    model = opts.model or os.environ.get("SWARMCHAT_MODEL", "").strip() or None
-    swarm = load_swarm(opts.agents_file, model_override=model)
+    swarm = load_swarm(opts.agents_file)
+    model = opts.model or os.environ.get("SWARMCHAT_MODEL", "").strip()
+    if model:
+        swarm = swarm.with_model(model)
     return swarm.with_network() if opts.network else swarm
+
+
+def make_sandbox(opts: Options, swarm: SwarmSpec) -> Sandbox:
+    """The sandbox a session runs agent code in (``doctor`` reports on the same one)."""
+    from swarmchat.sandbox.tiers import Sandbox
+
+    return Sandbox(opts.sandbox or swarm.sandbox, opts.unsafe_local_exec)
 
 
 class Session:
@@ -67,9 +83,7 @@ class Session:
         home = ensure_private_dir(user_home())
         self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))
         self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))
-        from swarmchat.sandbox.tiers import Sandbox
-
-        self.sandbox = Sandbox(opts.sandbox or self.swarm.sandbox, opts.unsafe_local_exec)
+        self.sandbox = make_sandbox(opts, self.swarm)
         mode: Mode = "auto" if opts.yes else ("ask" if asker else "deny")
         self.approver = Approver(mode, asker)
         self._client = client
@@ -86,7 +100,8 @@ class Session:
                 self._client = OpenAIChatClient(self.provider)
             return self._client
 
-    def runner(self, emit: Callable[[Event], None]) -> Runner:
+    @property
+    def runner(self) -> Runner:
         if self._runner is None:
             # The runner pulls in the tools (instructor, openai): only once a turn starts.
             from swarmchat.runner import Runner, RunOptions
@@ -100,14 +115,12 @@ class Session:
                 self.workspace,
                 self.sandbox,
                 self.approver,
-                emit,
                 options,
             )
-        self._runner.emit = emit
         return self._runner
 
     async def turn(self, text: str, emit: Callable[[Event], None], agent: str | None = None) -> RunFinished:
-        return await self.runner(emit).ask(text, agent)
+        return await self.runner.ask(text, emit, agent)
 
     def new_threads(self) -> None:
         """Start a fresh session id: every agent forgets the previous conversation."""

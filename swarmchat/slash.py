@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from swarmchat.session import Session
 from swarmchat.swarm import SwarmSpec
@@ -39,7 +39,6 @@ class CommandState:
 
     brief: bool = False
     running: bool = True
-    notes: list[str] = field(default_factory=list)
 
 
 def agent_tree(swarm: SwarmSpec) -> list[tuple[int, str, str]]:

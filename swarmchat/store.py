@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from swarmchat.errors import ConfigError
-from swarmchat.events import Usage
+from swarmchat.events import RunStatus, Usage
 from swarmchat.messages import ChatMessage, ToolCall
 
 MIGRATIONS: list[str] = [
@@ -61,8 +61,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_thread ON runs(thread_id);
     """,
 ]
-
-RUN_STATUSES = ("queued", "in_progress", "requires_action", "completed", "failed", "cancelled", "incomplete")
 
 
 def new_id(prefix: str) -> str:
@@ -118,31 +116,6 @@ class Store:
             )
         ]
 
-    # messages ------------------------------------------------------------------------
-
-    def add_messages(self, thread_id: str, agent: str | None, messages: list[ChatMessage]) -> None:
-        """Append messages in one transaction (an assistant tool call with its results)."""
-        rows = [
-            (
-                thread_id,
-                m.role,
-                agent,
-                self._redact(m.content),
-                json.dumps([[c.id, c.name, self._redact(c.arguments)] for c in m.tool_calls])
-                if m.tool_calls
-                else None,
-                m.tool_call_id,
-                time.time(),
-            )
-            for m in messages
-        ]
-        with _transaction(self.db):
-            self.db.executemany(
-                "INSERT INTO messages (thread_id, role, agent, content, tool_calls, tool_call_id,"
-                " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-
     def messages(self, thread_id: str) -> list[ChatMessage]:
         out = []
         for role, content, calls, call_id in self.db.execute(
@@ -155,21 +128,45 @@ class Store:
 
     # runs ----------------------------------------------------------------------------
 
-    def create_run(self, thread_id: str, agent: str, model: str) -> str:
-        rid = new_id("run")
-        self.db.execute(
-            "INSERT INTO runs (id, thread_id, agent, model, status, created) "
-            "VALUES (?, ?, ?, ?, 'queued', ?)",
-            (rid, thread_id, agent, model, time.time()),
-        )
-        return rid
+    def start_run(self, thread_id: str, agent: str, model: str, caller: str, message: str) -> RunLog:
+        """A new ``in_progress`` run of ``agent`` on the thread, with the caller's message."""
+        run = RunLog(self, thread_id, new_id("run"), agent, self.messages(thread_id))
+        with _transaction(self.db):
+            self.db.execute(
+                "INSERT INTO runs (id, thread_id, agent, model, status, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (run.run_id, thread_id, agent, model, "in_progress", time.time()),
+            )
+            run.history += self._insert(thread_id, caller, [ChatMessage("user", message)])
+        return run
 
-    def set_run_status(
-        self, run_id: str, status: str, usage: Usage | None = None, error: str | None = None
-    ) -> None:
-        assert status in RUN_STATUSES, status
+    def _insert(self, thread_id: str, author: str, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """Append messages (inside the caller's transaction); returns them as stored."""
+        stored = [self._redact_message(m) for m in messages]
+        rows = [
+            (
+                thread_id,
+                m.role,
+                author,
+                m.content,
+                json.dumps([[c.id, c.name, c.arguments] for c in m.tool_calls]) if m.tool_calls else None,
+                m.tool_call_id,
+                time.time(),
+            )
+            for m in stored
+        ]
+        self.db.executemany(
+            "INSERT INTO messages (thread_id, role, agent, content, tool_calls, tool_call_id, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        return stored
+
+    def _redact_message(self, m: ChatMessage) -> ChatMessage:
+        calls = tuple(ToolCall(c.id, c.name, self._redact(c.arguments)) for c in m.tool_calls)
+        return ChatMessage(m.role, self._redact(m.content), calls, m.tool_call_id)
+
+    def _set_status(self, run_id: str, status: RunStatus, usage: Usage, error: str | None) -> None:
         final = status in ("completed", "failed", "cancelled", "incomplete")
-        usage = usage or Usage()
         self.db.execute(
             "UPDATE runs SET status=?, ended=?, prompt_tokens=?, completion_tokens=?, error=? WHERE id=?",
             (
@@ -182,9 +179,34 @@ class Store:
             ),
         )
 
-    def run_status(self, run_id: str) -> str:
-        row = self.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
-        return str(row[0]) if row else "unknown"
+
+class RunLog:
+    """One run's writes: its status and its thread's messages, each step one transaction.
+
+    ``history`` is the thread as stored (redacted), kept in memory from the run's start:
+    only one run at a time works on a thread, so the loop never needs to re-read it.
+    """
+
+    def __init__(self, store: Store, thread_id: str, run_id: str, agent: str, history: list[ChatMessage]):
+        self.store = store
+        self.thread_id = thread_id
+        self.run_id = run_id
+        self.agent = agent
+        self.history = history
+
+    def record(
+        self,
+        messages: list[ChatMessage] | None = None,
+        status: RunStatus | None = None,
+        usage: Usage | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Append the agent's messages and/or move the run to ``status``, atomically."""
+        with _transaction(self.store.db):
+            if messages:
+                self.history += self.store._insert(self.thread_id, self.agent, messages)
+            if status is not None:
+                self.store._set_status(self.run_id, status, usage or Usage(), error)
 
 
 class _transaction:

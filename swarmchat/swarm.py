@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarmchat.errors import ConfigError
 from swarmchat.sandbox import SandboxMode
+from swarmchat.tools import BUILTIN, SEND_MESSAGE
 
-BUILTIN_TOOLS: tuple[str, ...] = ("File", "ExecutePyFile")
+BUILTIN_TOOLS: tuple[str, ...] = tuple(BUILTIN)
 """Tools an agent may list in ``tools:``; ``SendMessage`` is implied by ``talks_to``."""
 
 DEFAULT_MODEL = "gpt-4.1-mini"
@@ -111,7 +112,7 @@ class AgentSpec:
     @property
     def all_tools(self) -> tuple[str, ...]:
         """The tools the model sees: the declared ones, plus SendMessage with talks_to."""
-        return (*self.tools, *(("SendMessage",) if self.talks_to else ()))
+        return (*self.tools, *((SEND_MESSAGE,) if self.talks_to else ()))
 
 
 @dataclass(frozen=True)
@@ -171,15 +172,13 @@ def find_agents_file(explicit: str | None, cwd: Path) -> tuple[str, str]:
     return "<bundled agents.yaml>", text
 
 
-def load_swarm(
-    explicit: str | None = None, cwd: Path | None = None, model_override: str | None = None
-) -> SwarmSpec:
+def load_swarm(explicit: str | None = None, cwd: Path | None = None) -> SwarmSpec:
     """Find, parse and validate the agents file."""
     name, text = find_agents_file(explicit, cwd or Path.cwd())
-    return parse_swarm(text, name, model_override)
+    return parse_swarm(text, name)
 
 
-def parse_swarm(text: str, source: str, model_override: str | None = None) -> SwarmSpec:
+def parse_swarm(text: str, source: str) -> SwarmSpec:
     """Validate ``text`` (the content of ``source``) and resolve every default."""
     data, lines = _load_yaml(text, source)
     if not isinstance(data, dict):
@@ -188,12 +187,10 @@ def parse_swarm(text: str, source: str, model_override: str | None = None) -> Sw
         spec = SwarmYaml.model_validate(data)
     except ValidationError as exc:
         raise _validation_to_config_error(exc, source, lines) from None
-    return _resolve(spec, source, lines, model_override)
+    return _resolve(spec, source, lines)
 
 
-def _resolve(
-    spec: SwarmYaml, source: str, lines: dict[tuple[Any, ...], int], model_override: str | None
-) -> SwarmSpec:
+def _resolve(spec: SwarmYaml, source: str, lines: dict[tuple[Any, ...], int]) -> SwarmSpec:
     names = list(spec.agents)
 
     def fail(path: tuple[Any, ...], msg: str) -> ConfigError:
@@ -203,7 +200,7 @@ def _resolve(
         if not _NAME_RE.match(name):
             raise fail(("agents", name), "agent names use letters, digits, '_' or '-'")
         for i, tool in enumerate(agent.tools):
-            if tool == "SendMessage":
+            if tool == SEND_MESSAGE:
                 raise fail(
                     ("agents", name, "tools", i),
                     "SendMessage is given automatically; list recipients in talks_to",
@@ -236,7 +233,7 @@ def _resolve(
             name=name,
             description=a.description.strip(),
             instructions=a.instructions.strip(),
-            model=model_override or a.model or default_model,
+            model=a.model or default_model,
             temperature=a.temperature,
             tools=tuple(dict.fromkeys(a.tools)),
             talks_to=tuple(dict.fromkeys(a.talks_to)),
@@ -246,7 +243,7 @@ def _resolve(
         )
         for name, a in spec.agents.items()
     }
-    return SwarmSpec(agents, entry, source, model_override or default_model, spec.sandbox)
+    return SwarmSpec(agents, entry, source, default_model, spec.sandbox)
 
 
 # --- YAML with line numbers -------------------------------------------------------------

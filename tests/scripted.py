@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmchat.approval import Approver, Mode
-from swarmchat.events import Event, Usage
+from swarmchat.events import Event, RunFinished, Usage
 from swarmchat.messages import ChatRequest, Completion, OnDelta, OnRetry, ToolCall
 from swarmchat.runner import Runner, RunOptions
 from swarmchat.sandbox.tiers import Sandbox
@@ -96,6 +96,9 @@ class Harness:
     events: list[Event]
     workspace: Path
 
+    async def ask(self, text: str, agent: str | None = None) -> RunFinished:
+        return await self.runner.ask(text, self.events.append, agent)
+
 
 def harness(
     tmp_path: Path,
@@ -110,7 +113,6 @@ def harness(
     swarm = parse_swarm(yaml_text, "test.yaml")
     store = Store(tmp_path / "db.sqlite")
     sid = store.create_session("test.yaml", str(ws))
-    events: list[Event] = []
     runner = Runner(
         swarm,
         model,
@@ -119,7 +121,6 @@ def harness(
         Workspace(ws),
         Sandbox(),
         Approver(mode),
-        events.append,
         options or RunOptions(exec_timeout=10),
     )
-    return Harness(runner, model, store, events, ws)
+    return Harness(runner, model, store, [], ws)

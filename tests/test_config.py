@@ -84,7 +84,7 @@ def test_defaults_are_resolved() -> None:
     assert (swarm.agents["a"].model, swarm.agents["b"].model) == ("m1", "m2")
     assert swarm.agents["a"].max_turns == 20 and swarm.agents["b"].max_turns == 4
     assert swarm.agents["a"].color == stable_color("a")
-    assert parse_swarm("agents:\n  a: {description: x}\n", "f", model_override="o").agents["a"].model == "o"
+    assert parse_swarm("agents:\n  a: {description: x}\n", "f").with_model("o").agents["a"].model == "o"
 
 
 def test_stable_colour_is_deterministic() -> None:

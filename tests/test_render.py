@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from swarmchat.events import (
+    Approval,
     ApprovalRequested,
     ApprovalResolved,
     Event,
@@ -21,12 +22,21 @@ from swarmchat.events import (
 from swarmchat.render.plain import PlainRenderer
 from swarmchat.render.tty import MarkdownBlocks, RichRenderer, make_console
 from swarmchat.swarm import parse_swarm
+from swarmchat.tools.execute import ExecutePyFile
+from swarmchat.tools.files import File
+from swarmchat.tools.send_message import send_message_tool
 
 SWARM = parse_swarm(
     "agents:\n  user_proxy:\n    description: p\n    talks_to: [coder, writer]\n"
     "  coder:\n    description: c\n  writer:\n    description: w\n",
     "t.yaml",
 )
+# Summaries as the tools themselves write them.
+SEND = send_message_tool(SWARM.agents["user_proxy"], SWARM)(
+    recipient="coder", message="Compute 6*7."
+).summary()
+WRITE = File(chain_of_thought="", file_name="task.py", body="print(6 * 7)\n").summary()
+RUN = ExecutePyFile(file_name="task.py").summary()
 
 
 def render(events: list[Event], show_code: bool = False) -> str:
@@ -49,21 +59,34 @@ def delegation() -> list[Event]:
     return [
         RunStarted(**p, caller="user", thread_id="t0", model="m"),
         MessageSent(**p, recipient="coder", text="Compute 6*7."),
-        ToolCallStarted(**p, call_id="s", name="SendMessage", arguments={"recipient": "coder"}),
+        ToolCallStarted(**p, call_id="s", name="SendMessage", arguments={"recipient": "coder"}, summary=SEND),
         RunStarted(**c, caller="user_proxy", thread_id="t1", model="m"),
         *deltas("coder", "r1", 1, "Writing it.\nNow."),
         MessageCompleted(**c, text="Writing it.\nNow."),
         ToolCallStarted(
-            **c, call_id="f", name="File", arguments={"file_name": "task.py", "body": "print(6 * 7)\n"}
+            **c,
+            call_id="f",
+            name="File",
+            arguments={"file_name": "task.py", "body": "print(6 * 7)\n"},
+            summary=WRITE,
         ),
         ToolCallFinished(
-            **c, call_id="f", name="File", output="Wrote 13 bytes to task.py.", ok=True, duration_ms=1
+            **c,
+            call_id="f",
+            name="File",
+            output="Wrote 13 bytes to task.py.",
+            ok=True,
+            duration_ms=1,
+            summary=WRITE,
         ),
-        ToolCallStarted(**c, call_id="e", name="ExecutePyFile", arguments={"file_name": "task.py"}),
+        ToolCallStarted(
+            **c, call_id="e", name="ExecutePyFile", arguments={"file_name": "task.py"}, summary=RUN
+        ),
         ToolCallFinished(
             **c,
             call_id="e",
             name="ExecutePyFile",
+            summary=RUN,
             output="exit status 0\n--- stdout ---\n" + "\n".join(str(i) for i in range(12)),
             ok=True,
             duration_ms=30,
@@ -73,7 +96,9 @@ def delegation() -> list[Event]:
         RunFinished(
             **c, caller="user_proxy", thread_id="t1", status="completed", text="42", usage=Usage(800, 20)
         ),
-        ToolCallFinished(**p, call_id="s", name="SendMessage", output="42", ok=True, duration_ms=1500),
+        ToolCallFinished(
+            **p, call_id="s", name="SendMessage", output="42", ok=True, duration_ms=1500, summary=SEND
+        ),
         *deltas("user_proxy", "r0", 0, "# Answer\n\nIt is **42**.\n\n```python\nprint(6 * 7)\n```\n"),
         MessageCompleted(**p, text="..."),
         RunFinished(
@@ -134,13 +159,22 @@ def test_parallel_agents_do_not_interleave() -> None:
 
 
 def test_approval_and_retry_and_failure_lines() -> None:
-    c = {"agent": "coder", "run_id": "r1", "depth": 1}
+    c = {"agent": "coder", "run_id": "r1", "depth": 1, "call_id": "e", "tool": "ExecutePyFile"}
+    approval = Approval("task.py", preview="print('hi')\n", language="python", sandbox="bwrap")
     out = render(
         [
-            ApprovalRequested(**c, file_name="task.py", code="print('hi')\n"),
-            ApprovalResolved(**c, file_name="task.py", approved=False, reason="user"),
-            Retrying(**c, error="HTTP 429: slow down", attempt=1, delay=2.0),
-            RunFinished(**c, caller="user_proxy", thread_id="t", status="incomplete", text="", error=None),
+            ApprovalRequested(**c, approval=approval),
+            ApprovalResolved(**c, approval=approval, approved=False, reason="user"),
+            Retrying(agent="coder", run_id="r1", depth=1, error="HTTP 429: slow down", attempt=1, delay=2.0),
+            RunFinished(
+                agent="coder",
+                run_id="r1",
+                depth=1,
+                caller="user_proxy",
+                thread_id="t",
+                status="incomplete",
+                text="",
+            ),
         ],
         show_code=True,
     )
@@ -160,7 +194,13 @@ def test_control_characters_are_made_visible() -> None:
     out = render(
         [
             ToolCallFinished(
-                **c, call_id="x", name="ExecutePyFile", output="\x1b[2Jcleared\x07", ok=True, duration_ms=1
+                **c,
+                call_id="x",
+                name="ExecutePyFile",
+                output="\x1b[2Jcleared\x07",
+                ok=True,
+                duration_ms=1,
+                summary=RUN,
             )
         ]
     )
@@ -216,6 +256,7 @@ def test_images_from_a_run_are_shown_as_file_links() -> None:
             output="exit status 0\nFiles created or changed: data.csv, plot.png",
             ok=True,
             duration_ms=5,
+            summary=RUN,
         )
     )
     assert buf.getvalue().splitlines()[-1] == "    🖼  /work/ws/plot.png"
@@ -231,6 +272,7 @@ def test_images_from_a_run_are_shown_as_file_links() -> None:
             output="Files created or changed: plot.png",
             ok=True,
             duration_ms=5,
+            summary=RUN,
         )
     )
     assert "\x1b]8;" in linked.getvalue() and "file:///work/ws/plot.png" in linked.getvalue()

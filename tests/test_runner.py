@@ -39,7 +39,7 @@ def test_proxy_delegates_coder_writes_and_runs_file(tmp_path: Path) -> None:
         say("55"),
     )
     h = harness(tmp_path, m)
-    result = asyncio.run(h.runner.ask("What is 1+..+10?"))
+    result = asyncio.run(h.ask("What is 1+..+10?"))
     assert result.status == "completed" and result.text == "The sum is 55."
     assert (h.workspace / "task.py").read_text() == "print(sum(range(1, 11)))\n"
     run_output = tool_outputs(h, "ExecutePyFile")[0]
@@ -60,7 +60,7 @@ def test_specialist_thread_persists_across_calls(tmp_path: Path) -> None:
     )
     m.script("writer", say("ok"), say("you said 42"))
     h = harness(tmp_path, m)
-    asyncio.run(h.runner.ask("go"))
+    asyncio.run(h.ask("go"))
     second = [r for a, r in m.requests if a == "writer"][1]
     contents = [(x.role, x.content) for x in second.messages[1:]]
     assert contents == [("user", "remember 42"), ("assistant", "ok"), ("user", "what did I say?")]
@@ -85,7 +85,7 @@ def test_tool_errors_go_back_to_the_model(tmp_path: Path, call, expected) -> Non
     m = ScriptedModel()
     m.script("coder", calls(call), say("recovered"))
     h = harness(tmp_path, m)
-    result = asyncio.run(h.runner.ask("x", agent="coder"))
+    result = asyncio.run(h.ask("x", agent="coder"))
     assert result.status == "completed" and result.text == "recovered"
     fed_back = [r for a, r in m.requests if a == "coder"][1].messages[-1]
     assert fed_back.role == "tool" and expected in fed_back.content, fed_back.content
@@ -93,16 +93,16 @@ def test_tool_errors_go_back_to_the_model(tmp_path: Path, call, expected) -> Non
 
 
 def test_tool_exception_goes_back_to_the_model(tmp_path: Path, monkeypatch) -> None:
-    from swarmchat import tools
+    from swarmchat.tools.files import File
 
     async def boom(self, ctx):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(tools.File, "run", boom)
+    monkeypatch.setattr(File, "run", boom)
     m = ScriptedModel()
     m.script("coder", calls(("File", {"chain_of_thought": "", "file_name": "a", "body": ""})), say("ok"))
     h = harness(tmp_path, m)
-    assert asyncio.run(h.runner.ask("x", agent="coder")).status == "completed"
+    assert asyncio.run(h.ask("x", agent="coder")).status == "completed"
     assert "File failed with RuntimeError: disk on fire" in tool_outputs(h)[0]
 
 
@@ -118,7 +118,7 @@ def test_exec_timeout_goes_back_to_the_model(tmp_path: Path) -> None:
     )
     h = harness(tmp_path, m, options=RunOptions(exec_timeout=1))
     started = time.monotonic()
-    assert asyncio.run(h.runner.ask("x", agent="coder")).status == "completed"
+    assert asyncio.run(h.ask("x", agent="coder")).status == "completed"
     assert time.monotonic() - started < 10
     assert "timed out after 1 s" in tool_outputs(h, "ExecutePyFile")[0]
 
@@ -128,7 +128,7 @@ def test_turn_limit_ends_run_incomplete(tmp_path: Path) -> None:
     loop = calls(("File", {"chain_of_thought": "", "file_name": "a.txt", "body": "x"}))
     m.script("coder", *[loop] * 3)
     h = harness(tmp_path, m, options=RunOptions(max_turns=3))
-    result = asyncio.run(h.runner.ask("x", agent="coder"))
+    result = asyncio.run(h.ask("x", agent="coder"))
     assert result.status == "incomplete" and "turn limit" in result.text
     assert len(m.requests) == 3
 
@@ -140,7 +140,7 @@ def test_specialist_turn_limit_is_reported_to_caller(tmp_path: Path) -> None:
     )
     m.script("writer", *[calls(("Missing", {}))] * 2)
     h = harness(tmp_path, m, options=RunOptions(max_turns=2))
-    result = asyncio.run(h.runner.ask("x"))
+    result = asyncio.run(h.ask("x"))
     assert result.status == "completed"
     assert "writer did not finish" in tool_outputs(h, "SendMessage")[0]
     assert "turn limit" in tool_outputs(h, "SendMessage")[0]
@@ -152,7 +152,7 @@ def test_agent_in_call_chain_cannot_be_messaged(tmp_path: Path) -> None:
     m.script("coder", calls(("SendMessage", {"recipient": "helper", "message": "b"})), say("c done"))
     m.script("helper", calls(("SendMessage", {"recipient": "user_proxy", "message": "loop?"})), say("h done"))
     h = harness(tmp_path, m)
-    assert asyncio.run(h.runner.ask("x")).status == "completed"
+    assert asyncio.run(h.ask("x")).status == "completed"
     refusal = [o for o in tool_outputs(h) if "call chain" in o]
     assert refusal and "user_proxy → coder → helper" in refusal[0]
 
@@ -164,7 +164,7 @@ def test_depth_limit(tmp_path: Path) -> None:
     m.script("helper", calls(("SendMessage", {"recipient": "deep", "message": "c"})), say("h"))
     m.script("deep", calls(("SendMessage", {"recipient": "deeper", "message": "d"})), say("d"))
     h = harness(tmp_path, m, options=RunOptions(max_depth=3))
-    assert asyncio.run(h.runner.ask("x")).status == "completed"
+    assert asyncio.run(h.ask("x")).status == "completed"
     assert any("depth limit reached (3" in o for o in tool_outputs(h))
     assert not [a for a, _ in m.requests if a == "deeper"]
 
@@ -196,7 +196,7 @@ def test_parallel_send_messages_overlap_and_keep_order(tmp_path: Path) -> None:
     m.script("coder", waiting("coder"))
     m.script("writer", waiting("writer"))
     h = harness(tmp_path, m)
-    assert asyncio.run(h.runner.ask("x")).status == "completed"
+    assert asyncio.run(h.ask("x")).status == "completed"
     assert sorted(arrived) == ["coder", "writer"]
     results = [r for a, r in m.requests if a == "user_proxy"][1].messages[-2:]
     assert [x.content for x in results] == ["coder answer", "writer answer"]
@@ -221,12 +221,12 @@ def test_cancel_leaves_thread_valid(tmp_path: Path) -> None:
     h = harness(tmp_path, m)
 
     async def scenario() -> RunFinished:
-        task = asyncio.create_task(h.runner.ask("first"))
+        task = asyncio.create_task(h.ask("first"))
         await asyncio.wait_for(started.wait(), 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return await h.runner.ask("again")
+        return await h.ask("again")
 
     result = asyncio.run(scenario())
     assert result.text == "second turn ok"
@@ -243,7 +243,7 @@ def test_message_sent_event_and_run_statuses(tmp_path: Path) -> None:
     m.script("user_proxy", calls(("SendMessage", {"recipient": "writer", "message": "hi"})), say("ok"))
     m.script("writer", say("hello"))
     h = harness(tmp_path, m)
-    result = asyncio.run(h.runner.ask("x"))
+    result = asyncio.run(h.ask("x"))
     sent = [e for e in h.events if isinstance(e, MessageSent)]
     assert [(e.agent, e.recipient, e.text) for e in sent] == [("user_proxy", "writer", "hi")]
     assert result.usage.total_tokens == 10
@@ -259,13 +259,14 @@ def test_non_interactive_denies_code(tmp_path: Path) -> None:
         say("could not run"),
     )
     h = harness(tmp_path, m, mode="deny")
-    asyncio.run(h.runner.ask("x", agent="coder"))
+    asyncio.run(h.ask("x", agent="coder"))
     assert "was not run" in tool_outputs(h, "ExecutePyFile")[0]
     assert not (h.workspace / "ran").exists()
 
 
 def test_approval_question_names_unconfined_and_network() -> None:
     from swarmchat.approval import Approver
+    from swarmchat.events import Approval
 
     asked: list[str] = []
 
@@ -274,8 +275,8 @@ def test_approval_question_names_unconfined_and_network() -> None:
         return "n"
 
     approver = Approver("ask", ask)
-    asyncio.run(approver.decide("a.py"))
-    asyncio.run(approver.decide("b.py", network=True, confined=False))
+    asyncio.run(approver.decide(Approval("a.py")))
+    asyncio.run(approver.decide(Approval("b.py", sandbox="none", network=True)))
     assert asked == [
         "Run a.py? [y]es / [n]o / [a]lways this session",
         "Run b.py UNCONFINED (no sandbox) with network access? [y]es / [n]o / [a]lways this session",

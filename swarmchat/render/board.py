@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from swarmchat.events import (
     ApprovalRequested,
     ApprovalResolved,
     Event,
     MessageCompleted,
+    MessageSent,
     Retrying,
     RunFinished,
     RunStarted,
@@ -34,21 +36,14 @@ class RunView:
     activity: str = "thinking"
     tokens: int = 0
     tool_calls: int = 0
-    _open_tools: dict[str, str] = field(default_factory=dict)
+    open_tools: dict[str, str] = field(default_factory=dict)  # call id -> the tool's activity
 
     def label(self) -> str:
         return self.agent if self.depth == 0 else f"{self.caller} → {self.agent}"
 
-
-def tool_activity(e: ToolCallStarted) -> str:
-    args = e.arguments if isinstance(e.arguments, dict) else {}
-    if e.name == "File":
-        return f"writing {args.get('file_name', 'a file')}"
-    if e.name == "ExecutePyFile":
-        return f"running {args.get('file_name', 'a file')}"
-    if e.name == "SendMessage":
-        return f"waiting for {args.get('recipient', 'an agent')}"
-    return f"calling {e.name}"
+    def tool_activity(self) -> str:
+        """What the open tool calls are doing, in their own words."""
+        return ", ".join(self.open_tools.values()) or "thinking"
 
 
 class Board:
@@ -65,27 +60,32 @@ class Board:
         view = self.runs.get(e.run_id)
         if view is None:
             return None
-        if isinstance(e, TextDelta):
-            view.activity = "answering"
-        elif isinstance(e, MessageCompleted):
-            view.tokens = e.usage.total_tokens
-            view.activity = "thinking"
-        elif isinstance(e, ToolCallStarted):
-            view.tool_calls += 1
-            view._open_tools[e.call_id] = tool_activity(e)
-            view.activity = ", ".join(view._open_tools.values())
-        elif isinstance(e, ToolCallFinished):
-            view._open_tools.pop(e.call_id, None)
-            view.activity = ", ".join(view._open_tools.values()) or "thinking"
-        elif isinstance(e, ApprovalRequested):
-            view.activity = f"waiting for approval to run {e.file_name}"
-        elif isinstance(e, ApprovalResolved):
-            view.activity = f"running {e.file_name}" if e.approved else "thinking"
-        elif isinstance(e, Retrying):
-            view.activity = f"retrying (attempt {e.attempt + 1})"
-        elif isinstance(e, RunFinished):
-            view.tokens = e.usage.total_tokens
-            return self.runs.pop(e.run_id)
+        match e:
+            case TextDelta():
+                view.activity = "answering"
+            case MessageCompleted():
+                view.tokens = e.usage.total_tokens
+                view.activity = "thinking"
+            case ToolCallStarted():
+                view.tool_calls += 1
+                view.open_tools[e.call_id] = e.summary.activity
+                view.activity = view.tool_activity()
+            case ToolCallFinished():
+                view.open_tools.pop(e.call_id, None)
+                view.activity = view.tool_activity()
+            case ApprovalRequested():
+                view.activity = f"waiting for approval to {e.approval.verb} {e.approval.subject}"
+            case ApprovalResolved():
+                view.activity = view.tool_activity() if e.approved else "thinking"
+            case Retrying():
+                view.activity = f"retrying (attempt {e.attempt + 1})"
+            case RunFinished():
+                view.tokens = e.usage.total_tokens
+                return self.runs.pop(e.run_id)
+            case MessageSent():
+                pass
+            case _:
+                assert_never(e)
         return None
 
     def lines(self, now: float | None = None) -> list[tuple[RunView, str]]:

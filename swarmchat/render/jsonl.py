@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, assert_never
 
 from swarmchat.events import (
     ApprovalRequested,
@@ -41,19 +41,31 @@ class Collector:
         self.final: RunFinished | None = None
 
     def __call__(self, e: Event) -> None:
-        if isinstance(e, RunStarted):
-            self.models[e.agent] = e.model
-        elif isinstance(e, ToolCallStarted):
-            entry: dict[str, Any] = {"agent": e.agent, "name": e.name, "arguments": e.arguments}
-            self._open[e.call_id + e.run_id] = entry
-            self.tool_calls.append(entry)
-        elif isinstance(e, ToolCallFinished):
-            entry = self._open.pop(e.call_id + e.run_id, {})
-            entry.update(ok=e.ok, duration_ms=e.duration_ms, output=e.output[:2000])
-        elif isinstance(e, RunFinished):
-            self.usage[e.agent] = self.usage.get(e.agent, Usage()) + e.usage
-            if e.depth == 0:
-                self.final = e
+        match e:
+            case RunStarted():
+                self.models[e.agent] = e.model
+            case ToolCallStarted():
+                entry: dict[str, Any] = {"agent": e.agent, "name": e.name, "arguments": e.arguments}
+                self._open[e.call_id + e.run_id] = entry
+                self.tool_calls.append(entry)
+            case ToolCallFinished():
+                entry = self._open.pop(e.call_id + e.run_id, {})
+                entry.update(ok=e.ok, duration_ms=e.duration_ms, output=e.output[:2000])
+            case RunFinished():
+                self.usage[e.agent] = self.usage.get(e.agent, Usage()) + e.usage
+                if e.depth == 0:
+                    self.final = e
+            case (
+                TextDelta()
+                | MessageCompleted()
+                | MessageSent()
+                | ApprovalRequested()
+                | ApprovalResolved()
+                | Retrying()
+            ):
+                pass
+            case _:
+                assert_never(e)
 
     def result(self, session_id: str) -> dict[str, Any]:
         """The ``--json`` object, which is also the final ``result`` line of ``--jsonl``."""
@@ -99,66 +111,84 @@ class JsonlWriter:
         self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
         self.stream.flush()
 
-    def write_result(self, result: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(result, ensure_ascii=False) + "\n")
-        self.stream.flush()
-
     def __call__(self, e: Event) -> None:
         ids = {"agent": e.agent, "run_id": e.run_id, "depth": e.depth}
-        if isinstance(e, RunStarted):
-            self._callers[e.run_id] = e.caller
-            self.write("agent.started", **ids, caller=e.caller, thread_id=e.thread_id, model=e.model)
-        elif isinstance(e, TextDelta):
-            if self.include_partial:
-                self.write("message.delta", **ids, text=e.text)
-        elif isinstance(e, MessageCompleted):
-            if e.text:
+        match e:
+            case RunStarted():
+                self._callers[e.run_id] = e.caller
+                self.write("agent.started", **ids, caller=e.caller, thread_id=e.thread_id, model=e.model)
+            case TextDelta():
+                if self.include_partial:
+                    self.write("message.delta", **ids, text=e.text)
+            case MessageCompleted():
+                if e.text:
+                    to = self._callers.get(e.run_id, "user")
+                    self.write("agent.message", **{"from": e.agent, "to": to}, **_run(e), text=e.text)
+            case MessageSent():
+                self.write("agent.message", **{"from": e.agent, "to": e.recipient}, **_run(e), text=e.text)
+            case ToolCallStarted():
                 self.write(
-                    "agent.message",
-                    **{"from": e.agent, "to": self._callers.get(e.run_id, "user")},
-                    run_id=e.run_id,
-                    depth=e.depth,
-                    text=e.text,
+                    "tool_call.started",
+                    **ids,
+                    call_id=e.call_id,
+                    name=e.name,
+                    arguments=e.arguments,
+                    activity=e.summary.activity,
                 )
-        elif isinstance(e, MessageSent):
-            self.write(
-                "agent.message",
-                **{"from": e.agent, "to": e.recipient},
-                run_id=e.run_id,
-                depth=e.depth,
-                text=e.text,
-            )
-        elif isinstance(e, ToolCallStarted):
-            self.write("tool_call.started", **ids, call_id=e.call_id, name=e.name, arguments=e.arguments)
-        elif isinstance(e, ToolCallFinished):
-            self.write(
-                "tool_call.completed",
-                **ids,
-                call_id=e.call_id,
-                name=e.name,
-                ok=e.ok,
-                output=e.output,
-                duration_ms=e.duration_ms,
-            )
-        elif isinstance(e, ApprovalRequested):
-            self.write(
-                "approval.requested", **ids, file_name=e.file_name, sandbox=e.sandbox, network=e.network
-            )
-        elif isinstance(e, ApprovalResolved):
-            self.write(
-                "approval.resolved", **ids, file_name=e.file_name, approved=e.approved, reason=e.reason
-            )
-        elif isinstance(e, Retrying):
-            self.write(
-                "error",
-                agent=e.agent,
-                run_id=e.run_id,
-                code="provider_retry",
-                message=e.error,
-                retryable=True,
-                attempt=e.attempt,
-            )
-        elif isinstance(e, RunFinished):
-            self.write(
-                "agent.completed", **ids, status=e.status, usage=e.usage.as_dict(), cost=None, error=e.error
-            )
+            case ToolCallFinished():
+                self.write(
+                    "tool_call.completed",
+                    **ids,
+                    call_id=e.call_id,
+                    name=e.name,
+                    ok=e.ok,
+                    output=e.output,
+                    duration_ms=e.duration_ms,
+                )
+            case ApprovalRequested():
+                a = e.approval
+                self.write(
+                    "approval.requested",
+                    **ids,
+                    call_id=e.call_id,
+                    tool=e.tool,
+                    file_name=a.subject,
+                    sandbox=a.sandbox,
+                    network=a.network,
+                )
+            case ApprovalResolved():
+                self.write(
+                    "approval.resolved",
+                    **ids,
+                    call_id=e.call_id,
+                    tool=e.tool,
+                    file_name=e.approval.subject,
+                    approved=e.approved,
+                    reason=e.reason,
+                )
+            case Retrying():
+                self.write(
+                    "error",
+                    agent=e.agent,
+                    run_id=e.run_id,
+                    code="provider_retry",
+                    message=e.error,
+                    retryable=True,
+                    attempt=e.attempt,
+                )
+            case RunFinished():
+                self.write(
+                    "agent.completed",
+                    **ids,
+                    status=e.status,
+                    usage=e.usage.as_dict(),
+                    cost=None,
+                    error=e.error,
+                )
+            case _:
+                assert_never(e)
+
+
+def _run(e: MessageCompleted | MessageSent) -> dict[str, Any]:
+    """``agent.message`` names the run by ``from``, so it carries only these of the ids."""
+    return {"run_id": e.run_id, "depth": e.depth}

@@ -4,7 +4,7 @@ output mode gets."""
 from __future__ import annotations
 
 import json
-from typing import IO
+from typing import IO, assert_never
 
 from swarmchat.events import (
     ApprovalRequested,
@@ -14,6 +14,8 @@ from swarmchat.events import (
     MessageSent,
     Retrying,
     RunFinished,
+    RunStarted,
+    TextDelta,
     ToolCallFinished,
     ToolCallStarted,
 )
@@ -32,22 +34,34 @@ class PlainRenderer:
         self.stream.flush()
 
     def __call__(self, e: Event) -> None:
-        if isinstance(e, MessageSent):
-            self._write(e.depth + 1, f"{e.agent} → {e.recipient}: {e.text}")
-        elif isinstance(e, MessageCompleted) and e.depth > 0 and e.text:
-            self._write(e.depth, f"[{e.agent}] {e.text}")
-        elif isinstance(e, ToolCallStarted) and e.name != "SendMessage":
-            args = e.arguments
-            if isinstance(args, dict):
-                args = {k: v for k, v in args.items() if k not in ("body", "chain_of_thought")}
-            self._write(e.depth, f"[{e.agent}] {e.name} {json.dumps(args, ensure_ascii=False)}")
-        elif isinstance(e, ToolCallFinished) and e.name != "SendMessage":
-            first = e.output.strip().splitlines()[:1]
-            self._write(e.depth + 1, f"{'ok' if e.ok else 'error'}: {first[0] if first else ''}")
-        elif isinstance(e, Retrying):
-            self._write(e.depth, f"[{e.agent}] retry {e.attempt} in {e.delay:.1f} s: {e.error}")
-        elif isinstance(e, RunFinished) and e.status != "completed":
-            self._write(e.depth, f"[{e.agent}] run {e.status}{': ' + e.error if e.error else ''}")
+        match e:
+            case MessageSent():
+                self._write(e.depth + 1, f"{e.agent} → {e.recipient}: {e.text}")
+            case MessageCompleted() if e.depth > 0 and e.text:
+                self._write(e.depth, f"[{e.agent}] {e.text}")
+            case ToolCallStarted() if not e.summary.delegates:
+                args = json.dumps(e.summary.brief_arguments, ensure_ascii=False)
+                self._write(e.depth, f"[{e.agent}] {e.name} {args}")
+            case ToolCallFinished() if not e.summary.delegates:
+                first = e.output.strip().splitlines()[:1]
+                self._write(e.depth + 1, f"{'ok' if e.ok else 'error'}: {first[0] if first else ''}")
+            case Retrying():
+                self._write(e.depth, f"[{e.agent}] retry {e.attempt} in {e.delay:.1f} s: {e.error}")
+            case RunFinished() if e.status != "completed":
+                self._write(e.depth, f"[{e.agent}] run {e.status}{': ' + e.error if e.error else ''}")
+            case (
+                RunStarted()
+                | TextDelta()
+                | MessageCompleted()
+                | ToolCallStarted()
+                | ToolCallFinished()
+                | ApprovalRequested()
+                | ApprovalResolved()
+                | RunFinished()
+            ):
+                pass  # shown by the lines above, or not part of a plain log
+            case _:
+                assert_never(e)
 
 
 class StderrNotices:
@@ -59,12 +73,29 @@ class StderrNotices:
         self.warn_unconfined = warn_unconfined
 
     def __call__(self, e: Event) -> None:
-        if isinstance(e, ApprovalRequested) and e.sandbox == "none" and self.warn_unconfined:
-            self.stream.write(f"swarmchat: warning: {e.file_name} runs UNCONFINED (no sandbox)\n")
-            self.stream.flush()
-        if isinstance(e, ApprovalResolved) and not e.approved and e.reason == "non-interactive":
-            self.stream.write(
-                f"swarmchat: skipped running {e.file_name} for {e.agent}: running code needs "
-                "approval; pass --yes (-y) to allow it\n"
-            )
-            self.stream.flush()
+        match e:
+            case ApprovalRequested() if e.approval.unconfined and self.warn_unconfined:
+                self._say(f"warning: {visible_controls(e.approval.subject)} runs UNCONFINED (no sandbox)")
+            case ApprovalResolved() if not e.approved and e.reason == "non-interactive":
+                a = e.approval
+                how = "it needs approval; pass --yes (-y) to allow it"
+                self._say(f"skipped {a.doing} {visible_controls(a.subject)} for {e.agent}: {how}")
+            case (
+                RunStarted()
+                | TextDelta()
+                | MessageCompleted()
+                | ToolCallStarted()
+                | ToolCallFinished()
+                | MessageSent()
+                | ApprovalRequested()
+                | ApprovalResolved()
+                | Retrying()
+                | RunFinished()
+            ):
+                pass
+            case _:
+                assert_never(e)
+
+    def _say(self, line: str) -> None:
+        self.stream.write(f"swarmchat: {line}\n")
+        self.stream.flush()

@@ -12,10 +12,9 @@ into one summary line.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from typing import IO, Any
+from typing import IO, Any, assert_never
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.padding import Padding
@@ -41,7 +40,6 @@ from swarmchat.swarm import SwarmSpec
 from swarmchat.textsafe import FILES_MARKER, visible_controls
 
 RESULT_LINES = 8
-ARG_CHARS = 400
 INDENT = 2
 IMAGE_RE = re.compile(r"\.(png|jpe?g|gif|svg|webp)$", re.I)
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -72,6 +70,11 @@ def make_console(file: IO[str], width: int | None = None, color: bool | None = N
         highlight=False,
         emoji=False,
     )
+
+
+def say(console: Console, text: str, style: str = "dim") -> None:
+    """One notice line outside a turn (the REPL's banner, command answers, errors)."""
+    console.print(Text(text, style=style))
 
 
 def trim_lines(text: str, limit: int = RESULT_LINES) -> str:
@@ -190,17 +193,38 @@ class RichRenderer:
         finished = self.board.update(event)
         if isinstance(event, RunFinished):
             self._on_run_finished(event, finished, hidden)
-        elif not hidden or isinstance(event, RunStarted):
-            handler = getattr(self, f"_on_{type(event).__name__}", None)
-            if handler is not None:
-                handler(event)
+            return
+        if hidden and not isinstance(event, RunStarted):
+            return  # brief mode: RunFinished prints the exchange's one-line summary
+        match event:
+            case RunStarted():
+                if event.depth == 0:
+                    self.entry_run = event.run_id
+                    self._start_live()
+            case TextDelta():
+                self._on_text(event)
+            case MessageCompleted():
+                self._on_message_completed(event)
+            case MessageSent():
+                self._on_message_sent(event)
+            case ToolCallStarted():
+                self._on_tool_started(event)
+            case ToolCallFinished():
+                self._on_tool_finished(event)
+            case ApprovalRequested():
+                self._on_approval_requested(event)
+            case ApprovalResolved():
+                if not event.approved:
+                    subject, done = event.approval.subject, event.approval.done
+                    self._line(f"✗ {subject} not {done} ({event.reason})", "yellow", event.depth + 1)
+                if self.entry_run in self.board.runs:
+                    self._start_live()
+            case Retrying():
+                self._on_retrying(event)
+            case _:
+                assert_never(event)
 
-    def _on_RunStarted(self, e: RunStarted) -> None:
-        if e.depth == 0:
-            self.entry_run = e.run_id
-            self._start_live()
-
-    def _on_TextDelta(self, e: TextDelta) -> None:
+    def _on_text(self, e: TextDelta) -> None:
         if self.owner not in (None, e.run_id):
             self._buffers.setdefault(e.run_id, []).append(e.text)
             return
@@ -214,7 +238,7 @@ class RichRenderer:
             done, self.partial = self.partial.rsplit("\n", 1)
             self._line(done, self.color(e.agent), e.depth)
 
-    def _on_MessageCompleted(self, e: MessageCompleted) -> None:
+    def _on_message_completed(self, e: MessageCompleted) -> None:
         if e.run_id == self.entry_run:
             self._flush_markdown()
         elif self.owner == e.run_id:
@@ -226,7 +250,7 @@ class RichRenderer:
         if self.owner == e.run_id:
             self.owner, self.partial = None, ""
 
-    def _on_MessageSent(self, e: MessageSent) -> None:
+    def _on_message_sent(self, e: MessageSent) -> None:
         if self.brief:
             return
         header = Text()
@@ -235,26 +259,17 @@ class RichRenderer:
         self._print(header, e.depth + 1)
         self._line(trim_lines(visible_controls(e.text), 20), self.color(e.agent), e.depth + 1)
 
-    def _on_ToolCallStarted(self, e: ToolCallStarted) -> None:
-        if e.name == "SendMessage":
+    def _on_tool_started(self, e: ToolCallStarted) -> None:
+        if e.summary.delegates:
             return  # MessageSent shows the message itself
-        args = e.arguments
-        style = "bold " + self.color(e.agent)
-        if isinstance(args, dict) and e.name == "File":
-            name = str(args.get("file_name", "?"))
-            self._line(f"⚙ {e.agent} writes {name}", style, e.depth)
-            self._code(str(args.get("body", "")), "python" if name.endswith(".py") else "text", e.depth)
-            return
-        if isinstance(args, dict) and e.name == "ExecutePyFile":
-            self._line(f"⚙ {e.agent} runs {args.get('file_name', '?')}", style, e.depth)
-            return
-        shown = json.dumps(args, ensure_ascii=False) if isinstance(args, dict) else str(args)
-        if len(shown) > ARG_CHARS:
-            shown = shown[:ARG_CHARS] + "…"
-        self._line(f"⚙ {e.agent} calls {e.name}({visible_controls(shown)})", style, e.depth)
+        self._line(
+            f"⚙ {e.agent} {visible_controls(e.summary.headline)}", "bold " + self.color(e.agent), e.depth
+        )
+        if e.summary.preview:
+            self._code(e.summary.preview, e.summary.language, e.depth)
 
-    def _on_ToolCallFinished(self, e: ToolCallFinished) -> None:
-        if e.name == "SendMessage":
+    def _on_tool_finished(self, e: ToolCallFinished) -> None:
+        if e.summary.delegates:
             if not self.brief:
                 mark = "✓" if e.ok else "✗"
                 took = f"{e.duration_ms / 1000:.1f} s"
@@ -271,29 +286,23 @@ class RichRenderer:
                 path = os.path.join(self.workspace, name)
                 self._print(Text.assemble("🖼  ", (path, f"underline link file://{path}")), depth)
 
-    def _on_ApprovalRequested(self, e: ApprovalRequested) -> None:
-        if e.sandbox == "none":
+    def _on_approval_requested(self, e: ApprovalRequested) -> None:
+        a = e.approval
+        subject = visible_controls(a.subject)
+        if a.unconfined:
             self._line(
-                f"⚠ {e.file_name} runs UNCONFINED: no sandbox, with your user's full rights",
-                "bold red",
-                e.depth,
+                f"⚠ {subject} runs UNCONFINED: no sandbox, with your user's full rights", "bold red", e.depth
             )
         if not self.show_approval_code:
             return
         self.close()  # the prompt that follows owns the terminal
-        extra = " with network access" if e.network else ""
-        self._line(
-            f"{e.agent} wants to run {e.file_name}{extra} (sandbox: {e.sandbox}):", "bold yellow", e.depth
-        )
-        self._code(e.code, "python", e.depth)
+        extra = " with network access" if a.network else ""
+        where = f" (sandbox: {a.sandbox})" if a.sandbox else ""
+        self._line(f"{e.agent} wants to {a.verb} {subject}{extra}{where}:", "bold yellow", e.depth)
+        if a.preview:
+            self._code(a.preview, a.language, e.depth)
 
-    def _on_ApprovalResolved(self, e: ApprovalResolved) -> None:
-        if not e.approved:
-            self._line(f"✗ {e.file_name} not run ({e.reason})", "yellow", e.depth + 1)
-        if self.entry_run in self.board.runs:
-            self._start_live()
-
-    def _on_Retrying(self, e: Retrying) -> None:
+    def _on_retrying(self, e: Retrying) -> None:
         self._line(f"! {e.agent}: {e.error}; retry {e.attempt} in {e.delay:.1f} s", "yellow", e.depth)
         if e.run_id == self.entry_run:  # the retry streams the answer again from the start
             self.markdown.finish()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sbx_helpers import executor_for, pids_running, run, script_name, wait_until_gone
 
-from swarmchat.tools import format_exec_result
+from swarmchat.tools.execute import format_exec_result
 from swarmchat.workspace import Workspace
 
 # --- secrets ----------------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""``ExecutePyFile``: run a workspace file in the sandbox, after the user's approval."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, PrivateAttr
+
+from swarmchat.errors import ToolError
+from swarmchat.events import Approval, ToolSummary
+from swarmchat.sandbox.supervise import ExecResult
+from swarmchat.textsafe import FILES_MARKER, visible_controls
+from swarmchat.tools.base import Tool, ToolContext
+from swarmchat.tools.files import WORKSPACE_NOTE
+
+CHANGED_SHOWN = 20  # changed files named in the result before "(and N more)"
+
+
+class ExecutePyFile(Tool):
+    """Run a Python file from the workspace with python3 and return its exit status,
+    stdout and stderr. Write the file with the File tool first."""
+
+    prompt_note: ClassVar[str] = WORKSPACE_NOTE
+    file_name: str = Field(description="Path of the .py file relative to the workspace")
+    _path: str = PrivateAttr(default="")  # the checked relative path, set by approval()
+
+    def summary(self) -> ToolSummary:
+        return ToolSummary(
+            activity=f"running {self.file_name}",
+            headline=f"runs {self.file_name}",
+            brief_arguments={"file_name": self.file_name},
+        )
+
+    async def approval(self, ctx: ToolContext) -> Approval:
+        """The code itself and where it will run. Refuses, before anyone is asked, a file
+        that is missing, a workspace that would expose the home directory, or a machine
+        where no sandbox works."""
+        self._path, data = ctx.workspace.read(self.file_name)
+        ctx.workspace.check_can_run_code()
+        executor = await ctx.sandbox.executor()
+        if executor.refusal:
+            raise ToolError(f"{self._path} was not run: {executor.refusal}")
+        return Approval(
+            subject=self._path,
+            preview=data.decode("utf-8", errors="replace"),
+            language="python",
+            sandbox=executor.name,
+            network=ctx.scope.agent.network,
+        )
+
+    async def run(self, ctx: ToolContext) -> str:
+        executor = await ctx.sandbox.executor()
+        before = ctx.workspace.snapshot()
+        result = await executor.run(self._path, ctx.workspace.root, ctx.exec_timeout, ctx.scope.agent.network)
+        after = ctx.workspace.snapshot()
+        changed = sorted(n for n, mtime in after.items() if before.get(n) != mtime)
+        text = format_exec_result(result, ctx.exec_timeout)
+        if changed:
+            shown = ", ".join(visible_controls(n) for n in changed[:CHANGED_SHOWN])
+            more = f" (and {len(changed) - CHANGED_SHOWN} more)" if len(changed) > CHANGED_SHOWN else ""
+            text += f"\n{FILES_MARKER}{shown}{more}"
+        return text
+
+
+def format_exec_result(result: ExecResult, timeout: float) -> str:
+    if result.timed_out:
+        status = f"timed out after {timeout:g} s; the process and its children were killed"
+    elif result.flooded:
+        status = "stopped: the program printed too much output; it was killed"
+    else:
+        status = f"exit status {result.exit_code}"
+    parts = [status]
+    for label, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        if text:
+            parts.append(f"--- {label} ---\n{visible_controls(text).rstrip()}")
+    if len(parts) == 1:
+        parts.append("(no output)")
+    return "\n".join(parts)
