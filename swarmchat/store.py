@@ -130,14 +130,15 @@ class Store:
 
     def start_run(self, thread_id: str, agent: str, model: str, caller: str, message: str) -> RunLog:
         """A new ``in_progress`` run of ``agent`` on the thread, with the caller's message."""
-        run = RunLog(self, thread_id, new_id("run"), agent, self.messages(thread_id))
+        run_id = new_id("run")
+        history = self.messages(thread_id)
         with _transaction(self.db):
             self.db.execute(
                 "INSERT INTO runs (id, thread_id, agent, model, status, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (run.run_id, thread_id, agent, model, "in_progress", time.time()),
+                (run_id, thread_id, agent, model, "in_progress", time.time()),
             )
-            run.history += self._insert(thread_id, caller, [ChatMessage("user", message)])
-        return run
+            history += self._insert(thread_id, caller, [ChatMessage("user", message)])
+        return RunLog(self, thread_id, run_id, agent, history)
 
     def _insert(self, thread_id: str, author: str, messages: list[ChatMessage]) -> list[ChatMessage]:
         """Append messages (inside the caller's transaction); returns them as stored."""
@@ -202,11 +203,13 @@ class RunLog:
         error: str | None = None,
     ) -> None:
         """Append the agent's messages and/or move the run to ``status``, atomically."""
+        stored: list[ChatMessage] = []
         with _transaction(self.store.db):
             if messages:
-                self.history += self.store._insert(self.thread_id, self.agent, messages)
+                stored = self.store._insert(self.thread_id, self.agent, messages)
             if status is not None:
                 self.store._set_status(self.run_id, status, usage or Usage(), error)
+        self.history += stored  # only once committed: memory never runs ahead of the file
 
 
 class _transaction:

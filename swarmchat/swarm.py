@@ -22,9 +22,6 @@ from swarmchat.errors import ConfigError
 from swarmchat.sandbox import SandboxMode
 from swarmchat.tools import BUILTIN, SEND_MESSAGE
 
-BUILTIN_TOOLS: tuple[str, ...] = tuple(BUILTIN)
-"""Tools an agent may list in ``tools:``; ``SendMessage`` is implied by ``talks_to``."""
-
 DEFAULT_MODEL = "gpt-4.1-mini"
 DEFAULT_MAX_TURNS = 20
 DEFAULT_FILE_NAME = "agents.yaml"
@@ -205,11 +202,11 @@ def _resolve(spec: SwarmYaml, source: str, lines: dict[tuple[Any, ...], int]) ->
                     ("agents", name, "tools", i),
                     "SendMessage is given automatically; list recipients in talks_to",
                 )
-            if tool not in BUILTIN_TOOLS:
-                known = ", ".join(BUILTIN_TOOLS)
+            if tool not in BUILTIN:  # SendMessage is implied by talks_to
+                known = ", ".join(BUILTIN)
                 raise fail(
                     ("agents", name, "tools", i),
-                    f"unknown tool '{tool}'{_did_you_mean(tool, BUILTIN_TOOLS)}; known tools: {known}",
+                    f"unknown tool '{tool}'{_did_you_mean(tool, tuple(BUILTIN))}; known tools: {known}",
                 )
         for i, peer in enumerate(agent.talks_to):
             if peer == name:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from fakeserver import FakeOpenAI
 
 
@@ -38,6 +34,7 @@ def cli_env(tmp_path: Path, fake: FakeOpenAI) -> dict[str, str]:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    return ws
+    """The directory agents work in (every suite uses this one)."""
+    path = tmp_path / "ws"
+    path.mkdir()
+    return path

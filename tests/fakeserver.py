@@ -42,6 +42,7 @@ class Seen:
     started: float
     ended: float = 0.0
     barrier_met: bool | None = None
+    chunks_sent: int = 0  # streamed chunks written so far: tests wait on it instead of sleeping
 
 
 class FakeOpenAI:
@@ -79,6 +80,14 @@ class FakeOpenAI:
 
     def for_agent(self, agent: str) -> list[Seen]:
         return [r for r in self.requests if r.agent == agent]
+
+    def wait_for_chunks(self, count: int, seconds: float = 20) -> None:
+        """Block until some request has streamed ``count`` chunks (a reply is under way)."""
+        deadline = time.monotonic() + seconds
+        while not any(r.chunks_sent >= count for r in list(self.requests)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no reply streamed {count} chunks within {seconds} s")
+            time.sleep(0.01)
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -128,7 +137,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                         seen.barrier_met = True
                     except threading.BrokenBarrierError:
                         seen.barrier_met = False
-                self._serve(reply, body)
+                self._serve(reply, body, seen)
             finally:
                 seen.ended = time.monotonic()
 
@@ -142,7 +151,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _serve(self, reply: Reply, body: dict[str, Any]) -> None:
+        def _serve(self, reply: Reply, body: dict[str, Any], seen: Seen) -> None:
             fault = reply.fault
             if fault == "429":
                 headers = {"retry-after": reply.retry_after} if reply.retry_after else {}
@@ -175,6 +184,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                         return None
                     break
                 self._chunk(f"data: {json.dumps(chunk)}\n\n")
+                seen.chunks_sent += 1
                 if reply.chunk_delay:
                     time.sleep(reply.chunk_delay)
             if fault != "truncate":

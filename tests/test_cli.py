@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clitools import SWARMCHAT, run_cli
+from clitools import SWARMCHAT, invoke, run_cli
 from fakeserver import FakeOpenAI, Reply, call, last_tool_output
 
 KEY = "sk-test-SECRET-0123456789"
@@ -57,7 +57,7 @@ def test_stdout_is_plain_even_when_colour_is_forced(fake: FakeOpenAI, cli_env, w
     env = {**cli_env, "FORCE_COLOR": "1", "TERM": "xterm-256color"}
     env.pop("NO_COLOR")
     fake.script("user_proxy", Reply(text="# Title\n\n**bold** answer"))
-    r = run_cli(["ask", "hi"], env, workspace)
+    r = invoke(["ask", "hi"], env, workspace)
     assert r.returncode == 0
     assert r.stdout == "# Title\n\n**bold** answer\n"
     assert "\x1b" not in r.stdout + r.stderr
@@ -65,7 +65,7 @@ def test_stdout_is_plain_even_when_colour_is_forced(fake: FakeOpenAI, cli_env, w
 
 def test_piped_stdin_is_context_for_the_prompt(fake: FakeOpenAI, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(text="summary"))
-    r = run_cli(["ask", "summarise"], cli_env, workspace, stdin="line one\nline two\n")
+    r = invoke(["ask", "summarise"], cli_env, workspace, stdin="line one\nline two\n")
     assert r.returncode == 0 and r.stdout == "summary\n"
     user = fake.requests[0].body["messages"][-1]["content"]
     assert user == "summarise\n\n<stdin>\nline one\nline two\n</stdin>"
@@ -80,14 +80,14 @@ def test_bare_command_with_pipe_behaves_as_ask(fake: FakeOpenAI, cli_env, worksp
 
 def test_dash_reads_prompt_from_stdin(fake: FakeOpenAI, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(text="ok"))
-    r = run_cli(["ask", "-"], cli_env, workspace, stdin="from stdin")
+    r = invoke(["ask", "-"], cli_env, workspace, stdin="from stdin")
     assert r.returncode == 0
     assert fake.requests[0].body["messages"][-1]["content"] == "from stdin"
 
 
 def test_json_output(fake: FakeOpenAI, cli_env, workspace) -> None:
     script_date_flow(fake)
-    r = run_cli(["ask", "date?", "--json", "-y"], cli_env, workspace)
+    r = invoke(["ask", "date?", "--json", "-y"], cli_env, workspace)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["status"] == "completed"
@@ -114,7 +114,7 @@ def test_non_interactive_run_skips_code_and_says_how_to_allow(fake, cli_env, wor
     agents.write_text(
         "entry: coder\nagents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n"
     )
-    r = run_cli(["ask", "go"], cli_env, workspace)
+    r = invoke(["ask", "go"], cli_env, workspace)
     assert r.returncode == 0
     assert not (workspace / "ran").exists()
     assert r.stderr.count("\n") == 1
@@ -126,7 +126,7 @@ def test_non_interactive_run_skips_code_and_says_how_to_allow(fake, cli_env, wor
 def test_provider_failure_after_retries_exits_4(fake, cli_env, workspace, fault: str) -> None:
     fake.script("user_proxy", *[Reply(fault=fault, text="partial answer") for _ in range(3)])
     env = {**cli_env, "SWARMCHAT_MAX_RETRIES": "2"}
-    r = run_cli(["ask", "hi"], env, workspace)
+    r = invoke(["ask", "hi"], env, workspace)
     assert r.returncode == 4, r.stderr
     lines = r.stderr.strip().splitlines()
     assert lines[0].startswith("swarmchat: error: model call failed after 3 attempts")
@@ -140,13 +140,13 @@ def test_transient_fault_recovers(fake, cli_env, workspace) -> None:
         Reply(fault="drop_mid", text="xx"),
         Reply(text="fine"),
     )
-    r = run_cli(["ask", "hi"], cli_env, workspace)
+    r = invoke(["ask", "hi"], cli_env, workspace)
     assert r.returncode == 0 and r.stdout == "fine\n"
 
 
 def test_rejected_key_exits_3(fake, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(fault="401"))
-    r = run_cli(["ask", "hi"], cli_env, workspace)
+    r = invoke(["ask", "hi"], cli_env, workspace)
     assert r.returncode == 3
     assert "HTTP 401" in r.stderr and KEY not in r.stderr
 
@@ -154,7 +154,7 @@ def test_rejected_key_exits_3(fake, cli_env, workspace) -> None:
 def test_missing_key_names_the_variable(cli_env, workspace) -> None:
     env = {**cli_env, "OPENAI_BASE_URL": "https://api.example.invalid/v1"}
     env.pop("OPENAI_API_KEY")
-    r = run_cli(["ask", "hi"], env, workspace)
+    r = invoke(["ask", "hi"], env, workspace)
     assert r.returncode == 3
     assert r.stderr.startswith("swarmchat: error: no API key found\nhint: set OPENAI_API_KEY")
 
@@ -164,7 +164,7 @@ def test_dotenv_loads_without_overriding(fake, cli_env, workspace) -> None:
     env = {**cli_env, "SWARMCHAT_MODEL": "from-shell"}
     (workspace / ".env").write_text("SWARMCHAT_MODEL=from-dotenv\nOPENAI_API_KEY=sk-dotenv-key\n")
     env.pop("OPENAI_API_KEY")
-    r = run_cli(["ask", "hi"], env, workspace)
+    r = invoke(["ask", "hi"], env, workspace)
     assert r.returncode == 0, r.stderr
     assert fake.requests[0].body["model"] == "from-shell"
 
@@ -174,10 +174,10 @@ def test_model_precedence(fake, cli_env, workspace) -> None:
         "model: file-default\nagents:\n  a:\n    description: x\n    model: agent-model\n"
     )
     fake.script("a", Reply(text="1"), Reply(text="2"), Reply(text="3"))
-    assert run_cli(["ask", "x"], cli_env, workspace).returncode == 0
-    assert run_cli(["ask", "x"], {**cli_env, "SWARMCHAT_MODEL": "env-model"}, workspace).returncode == 0
+    assert invoke(["ask", "x"], cli_env, workspace).returncode == 0
+    assert invoke(["ask", "x"], {**cli_env, "SWARMCHAT_MODEL": "env-model"}, workspace).returncode == 0
     assert (
-        run_cli(
+        invoke(
             ["ask", "x", "-m", "flag-model"], {**cli_env, "SWARMCHAT_MODEL": "env-model"}, workspace
         ).returncode
         == 0
@@ -187,7 +187,7 @@ def test_model_precedence(fake, cli_env, workspace) -> None:
 
 def test_bad_agents_file_names_file_and_line(cli_env, workspace) -> None:
     (workspace / "agents.yaml").write_text("agents:\n  a:\n    description: x\n    tols: [File]\n")
-    r = run_cli(["ask", "hi"], cli_env, workspace)
+    r = invoke(["ask", "hi"], cli_env, workspace)
     assert r.returncode == 3
     assert r.stderr.splitlines()[0] == (
         "swarmchat: error: agents.yaml:4: agents.a.tols: unknown field 'tols' (did you mean "
@@ -216,7 +216,7 @@ def test_agents_check_and_listing(cli_env, workspace, tmp_path) -> None:
 
 @pytest.mark.parametrize("args", [["--bogus"], ["ask", "--max-turns", "0", "x"], ["ask"]])
 def test_usage_errors_exit_2(cli_env, workspace, args) -> None:
-    r = run_cli(args, cli_env, workspace, stdin="")
+    r = invoke(args, cli_env, workspace, stdin="")
     assert r.returncode == 2
     assert r.stderr.startswith("swarmchat: error: ") and "Traceback" not in r.stderr
 
@@ -225,7 +225,7 @@ def test_turn_limit_exits_5(fake, cli_env, workspace) -> None:
     (workspace / "agents.yaml").write_text("agents:\n  a:\n    description: x\n    tools: [File]\n")
     looping = Reply(tool_calls=[call("File", chain_of_thought="", file_name="n.txt", body="x")])
     fake.script("a", *[looping] * 3)
-    r = run_cli(["ask", "x", "--max-turns", "3"], cli_env, workspace)
+    r = invoke(["ask", "x", "--max-turns", "3"], cli_env, workspace)
     assert r.returncode == 5
     assert "turn limit" in r.stderr and "--max-turns" in r.stderr
 
@@ -238,7 +238,7 @@ def test_unknown_tool_and_bad_arguments_go_back_to_model(fake, cli_env, workspac
         Reply(tool_calls=[("File", '{"file_name": "x.py", "body": ')]),
         Reply(text=lambda b: "saw: " + last_tool_output(b)),
     )
-    r = run_cli(["ask", "x", "--json"], cli_env, workspace)
+    r = invoke(["ask", "x", "--json"], cli_env, workspace)
     assert r.returncode == 0
     out = json.loads(r.stdout)
     assert [c["ok"] for c in out["tool_calls"]] == [False, False]
@@ -263,7 +263,7 @@ def test_parallel_send_messages_overlap(fake, cli_env, workspace) -> None:
     )
     fake.script("one", Reply(text="from one", barrier="pair"))
     fake.script("two", Reply(text="from two", barrier="pair"))
-    r = run_cli(["ask", "x", "--json"], cli_env, workspace)
+    r = invoke(["ask", "x", "--json"], cli_env, workspace)
     assert r.returncode == 0, r.stderr
     one, two = fake.for_agent("one")[0], fake.for_agent("two")[0]
     # Each sub-agent's request waited for the other's to arrive: they were in flight together.
@@ -275,7 +275,7 @@ def test_parallel_send_messages_overlap(fake, cli_env, workspace) -> None:
 
 def test_secrets_never_stored_or_printed(fake, cli_env, workspace, tmp_path) -> None:
     fake.script("user_proxy", Reply(text=f"the key is {KEY}"))
-    r = run_cli(["ask", f"remember {KEY}", "--json"], cli_env, workspace)
+    r = invoke(["ask", f"remember {KEY}", "--json"], cli_env, workspace)
     assert r.returncode == 0
     db = tmp_path / "home" / "swarmchat.db"
     assert KEY.encode() not in db.read_bytes()
@@ -325,3 +325,21 @@ def test_repl_path_does_not_import_the_sdk(tmp_path) -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.stdout.strip() == "[]", r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "agents_yaml", "expected"),
+    [
+        (["--bogus"], None, 2),
+        (["ask", "hi"], "agents:\n  a: {descripton: x}\n", 3),
+        (["ask", "hi"], "agents:\n  a: {description: x}\n", 4),
+    ],
+)
+def test_exit_status_reaches_the_shell(fake, cli_env, workspace, args, agents_yaml, expected) -> None:
+    """In-process tests check run()'s codes; this checks the installed command exits with them."""
+    if agents_yaml:
+        (workspace / "agents.yaml").write_text(agents_yaml)
+    fake.script("a", Reply(fault="500"))
+    r = run_cli(args, {**cli_env, "SWARMCHAT_MAX_RETRIES": "0"}, workspace)
+    assert r.returncode == expected, r.stderr
+    assert r.stderr.startswith("swarmchat: error: ") and "Traceback" not in r.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from clitools import run_cli
+from clitools import invoke
 from fakeserver import FakeOpenAI, Reply, call, last_tool_output
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "events.schema.json").read_text())
@@ -36,7 +36,7 @@ def lines_of(stdout: str) -> list[dict]:
 
 def test_jsonl_events_validate_and_end_with_the_json_result(fake, cli_env, workspace) -> None:
     script_delegation(fake)
-    r = run_cli(["ask", "x", "-y", "--jsonl", "--include-partial"], cli_env, workspace)
+    r = invoke(["ask", "x", "-y", "--jsonl", "--include-partial"], cli_env, workspace)
     assert r.returncode == 0, r.stderr
     events = lines_of(r.stdout)
     for event in events:
@@ -65,13 +65,13 @@ def test_jsonl_events_validate_and_end_with_the_json_result(fake, cli_env, works
     # The result line has exactly the shape --json prints.
     fake.requests.clear()
     script_delegation(fake)
-    plain = json.loads(run_cli(["ask", "x", "-y", "--json"], cli_env, workspace).stdout)
+    plain = json.loads(invoke(["ask", "x", "-y", "--json"], cli_env, workspace).stdout)
     assert set(plain) == set(result) and plain["type"] == "result"
 
 
 def test_stream_json_alias_and_no_partial_by_default(fake, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(text="hello"))
-    r = run_cli(["ask", "x", "--output-format", "stream-json"], cli_env, workspace)
+    r = invoke(["ask", "x", "--output-format", "stream-json"], cli_env, workspace)
     events = lines_of(r.stdout)
     assert "message.delta" not in [e["type"] for e in events]
     assert events[-1]["answer"] == "hello"
@@ -79,7 +79,7 @@ def test_stream_json_alias_and_no_partial_by_default(fake, cli_env, workspace) -
 
 def test_jsonl_reports_the_final_error(fake, cli_env, workspace) -> None:
     fake.script("user_proxy", Reply(fault="401"))
-    r = run_cli(["ask", "x", "--jsonl"], cli_env, workspace)
+    r = invoke(["ask", "x", "--jsonl"], cli_env, workspace)
     assert r.returncode == 3
     events = lines_of(r.stdout)
     for event in events:
@@ -98,17 +98,17 @@ def test_quiet_prints_only_the_answer(fake, cli_env, workspace) -> None:
         Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
         Reply(text="answer"),
     )
-    r = run_cli(["ask", "x", "-q", "-v"], cli_env, workspace)
+    r = invoke(["ask", "x", "-q", "-v"], cli_env, workspace)
     assert (r.returncode, r.stdout, r.stderr) == (0, "answer\n", "")  # the skip notice too is silenced
     fake.script("coder", Reply(fault="401"))
-    r = run_cli(["ask", "x", "-q"], cli_env, workspace)
+    r = invoke(["ask", "x", "-q"], cli_env, workspace)
     assert (r.returncode, r.stdout, r.stderr) == (3, "", "")
 
 
 def test_out_writes_the_answer_to_a_file(fake, cli_env, workspace, tmp_path) -> None:
     fake.script("user_proxy", Reply(text="# Report\n\nall good"))
     target = tmp_path / "answer.md"
-    r = run_cli(["ask", "x", "--out", str(target), "--json"], cli_env, workspace)
+    r = invoke(["ask", "x", "--out", str(target), "--json"], cli_env, workspace)
     assert r.returncode == 0
     assert target.read_text() == "# Report\n\nall good\n"
 
@@ -179,5 +179,5 @@ def test_usage_errors_for_output_flags(cli_env, workspace) -> None:
         ["ask", "x", "--include-partial"],
         ["ask", "x", "--color", "sometimes"],
     ):
-        r = run_cli(args, cli_env, workspace)
+        r = invoke(args, cli_env, workspace)
         assert r.returncode == 2, args

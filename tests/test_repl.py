@@ -90,9 +90,12 @@ def test_history_persists_across_restarts(fake: FakeOpenAI, cli_env, workspace, 
     assert history.stat().st_mode & 0o777 == 0o600
     child = spawn(cli_env, workspace)
     child.expect("you ›")
-    time.sleep(0.5)  # prompt_toolkit loads the history file in the background
-    child.send("\x1b[A")  # Up arrow recalls the previous session's entry
-    child.expect("remember this line")
+    for _ in range(50):  # prompt_toolkit loads the history file in the background
+        child.send("\x1b[A")  # Up arrow recalls the previous session's entry
+        if child.expect(["remember this line", pexpect.TIMEOUT], timeout=0.2) == 0:
+            break
+    else:
+        raise AssertionError("Up never recalled the previous session's entry")
     child.send("\r")
     child.expect("second reply")
     child.expect("you ›")
@@ -186,10 +189,7 @@ def test_interrupted_ask_exits_130(fake: FakeOpenAI, cli_env, workspace) -> None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 20
-    while not fake.requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    fake.wait_for_chunks(5)  # the answer is streaming
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
@@ -217,6 +217,7 @@ def test_at_agent_talks_to_a_specialist_and_show_prints_its_thread(
     child.expect("user → coder")
     child.expect("user: fix the bug in task.py")
     child.expect("coder: coder here, fixing it")
+    child.expect("you ›")  # Ctrl-D typed before the prompt is back is read as EOF by the tty
     assert finish(child) == 0
     assert fake.for_agent("coder")[0].body["messages"][-1]["content"] == "fix the bug in task.py"
     assert not fake.for_agent("user_proxy")
@@ -290,7 +291,7 @@ def test_ctrl_g_edits_the_prompt_in_editor(fake: FakeOpenAI, cli_env, workspace,
     child = spawn({**cli_env, "EDITOR": str(editor), "VISUAL": str(editor)}, workspace)
     child.expect("you ›")
     child.sendcontrol("g")
-    time.sleep(0.5)
+    child.expect("written in the editor")  # the editor's text is back in the prompt
     child.send("\r")
     child.expect("got the edited prompt")
     child.expect("you ›")

@@ -40,7 +40,8 @@ def test_secrets_are_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "HARMLESS visible" in r.stdout
     # Host-side oracle: the child's real environment, read from /proc while it runs.
     (tmp_path / "env.py").write_text(
-        "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(2)\n"
+        "import os, time\nopen('pid', 'w').write(str(os.getpid()))\n"
+        "for _ in range(500):\n    if os.path.exists('release'):\n        break\n    time.sleep(0.01)\n"
     )
 
     async def scenario() -> bytes:
@@ -51,6 +52,7 @@ def test_secrets_are_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 break
             await asyncio.sleep(0.02)
         environ = Path(f"/proc/{pid_file.read_text()}/environ").read_bytes()
+        (tmp_path / "release").touch()  # the script waits for this before it exits
         await task
         return environ
 

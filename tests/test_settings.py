@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from clitools import run_cli
+from clitools import invoke
 from fakeserver import FakeOpenAI, Reply
 
 from swarmchat.environment import Redactor, is_secret_name, provider_from_env, secret_values
@@ -54,7 +54,7 @@ def test_azure_openai_end_to_end(fake: FakeOpenAI, cli_env, workspace) -> None:
         OPENAI_API_VERSION="2024-10-21",
     )
     fake.script("user_proxy", Reply(text="hello from azure"))
-    r = run_cli(["ask", "hi", "-m", "my-deployment"], env, workspace)
+    r = invoke(["ask", "hi", "-m", "my-deployment"], env, workspace)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hello from azure\n"
     assert fake.paths[0].startswith("/openai/deployments/my-deployment/chat/completions")

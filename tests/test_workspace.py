@@ -13,9 +13,8 @@ from swarmchat.workspace import Workspace
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    (tmp_path / "ws").mkdir()
-    return Workspace(tmp_path / "ws")
+def ws(workspace: Path) -> Workspace:
+    return Workspace(workspace)
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,14 @@ def script_name() -> str:
 
 
 def run(
-    tier: str, ws: Path, code: str, *, timeout: float = 10, network: bool = False, name: str | None = None
+    tier: str,
+    workspace: Path,
+    code: str,
+    *,
+    timeout: float = 10,
+    network: bool = False,
+    name: str | None = None,
 ) -> ExecResult:
     name = name or script_name()
-    (ws / name).write_text(code)
-    return asyncio.run(executor_for(tier).run(name, ws, timeout, network))
+    (workspace / name).write_text(code)
+    return asyncio.run(executor_for(tier).run(name, workspace, timeout, network))

@@ -24,16 +24,21 @@ from swarmchat.workspace import Workspace
 
 # --- secrets ----------------------------------------------------------------------------
 
+HOLD_UNTIL_RELEASED = (  # stays alive for the host to inspect, until it creates 'release'
+    "import os, time\nopen('started', 'w').close()\n"
+    "for _ in range(500):\n    if os.path.exists('release'):\n        break\n    time.sleep(0.01)\n"
+)
 
-def test_environment_holds_no_secrets(tier: str, ws: Path, secret_env: str) -> None:
+
+def test_environment_holds_no_secrets(tier: str, workspace: Path, secret_env: str) -> None:
     name = script_name()
-    (ws / name).write_text("import time\nopen('started', 'w').close()\ntime.sleep(3)\n")
+    (workspace / name).write_text(HOLD_UNTIL_RELEASED)
     executor = executor_for(tier)
 
     async def scenario() -> bytes:
-        task = asyncio.create_task(executor.run(name, ws, 10))
+        task = asyncio.create_task(executor.run(name, workspace, 10))
         for _ in range(200):
-            if (ws / "started").exists():
+            if (workspace / "started").exists():
                 break
             await asyncio.sleep(0.02)
         # Host-side oracle: every process of the run (jail, bwrap, the interpreter itself).
@@ -41,6 +46,7 @@ def test_environment_holds_no_secrets(tier: str, ws: Path, secret_env: str) -> N
             (Path(f"/proc/{pid}/cmdline").read_bytes(), Path(f"/proc/{pid}/environ").read_bytes())
             for pid in pids_running(name)
         ]
+        (workspace / "release").touch()
         await task
         assert procs and all(secret_env.encode() not in environ for _, environ in procs)
         (python,) = [
@@ -71,10 +77,10 @@ def test_environment_holds_no_secrets(tier: str, ws: Path, secret_env: str) -> N
         "MPLCONFIGDIR",
         "XDG_CACHE_HOME",
     }
-    assert f"HOME={ws}".encode() in environ
+    assert f"HOME={workspace}".encode() in environ
 
 
-def test_cannot_read_other_processes_environ(tier: str, ws: Path, secret_env: str) -> None:
+def test_cannot_read_other_processes_environ(tier: str, workspace: Path, secret_env: str) -> None:
     code = (
         "import os\nout = []\n"
         f"for pid in [{os.getpid()}, {os.getppid()}] + [p for p in os.listdir('/proc') if p.isdigit()][:500]:\n"
@@ -82,8 +88,8 @@ def test_cannot_read_other_processes_environ(tier: str, ws: Path, secret_env: st
         "    except OSError:\n        pass\n"
         "open('loot.txt', 'w').write('\\n'.join(out))\nprint('\\n'.join(out))\n"
     )
-    r = run(tier, ws, code)
-    loot = (ws / "loot.txt").read_text() if (ws / "loot.txt").exists() else ""
+    r = run(tier, workspace, code)
+    loot = (workspace / "loot.txt").read_text() if (workspace / "loot.txt").exists() else ""
     assert secret_env not in loot and secret_env not in r.stdout
 
 
@@ -101,7 +107,9 @@ def host_secrets(tmp_path: Path) -> dict[str, Path]:
     return {"ssh": ssh / "id_ed25519", "other": other / "secrets.env"}
 
 
-def test_cannot_read_home_or_other_projects(tier: str, ws: Path, host_secrets: dict[str, Path]) -> None:
+def test_cannot_read_home_or_other_projects(
+    tier: str, workspace: Path, host_secrets: dict[str, Path]
+) -> None:
     targets = [str(p) for p in host_secrets.values()] + ["/etc/shadow", str(Path.home() / ".bash_history")]
     code = (
         "import os\nloot = []\n"
@@ -111,14 +119,14 @@ def test_cannot_read_home_or_other_projects(tier: str, ws: Path, host_secrets: d
         "try:\n    loot.append(repr(os.listdir(os.path.expanduser('~/..'))))\nexcept OSError:\n    pass\n"
         "open('loot.txt', 'w').write('\\n'.join(loot))\n"
     )
-    r = run(tier, ws, code)
+    r = run(tier, workspace, code)
     assert r.exit_code == 0
-    loot = (ws / "loot.txt").read_text()
+    loot = (workspace / "loot.txt").read_text()
     assert "PRIVATE-KEY-MATERIAL" not in loot and "OTHER-PROJECT-SECRET" not in loot
     assert "root:" not in loot  # /etc/shadow
 
 
-def test_cannot_write_outside_the_workspace(tier: str, ws: Path, tmp_path: Path) -> None:
+def test_cannot_write_outside_the_workspace(tier: str, workspace: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     host_tmp = Path("/tmp") / f"swarmchat-escape-{os.getpid()}-{tier}"
     code = (
@@ -127,7 +135,7 @@ def test_cannot_write_outside_the_workspace(tier: str, ws: Path, tmp_path: Path)
         "import tempfile\nwith tempfile.NamedTemporaryFile('w', delete=False) as f:\n"
         "    f.write('private tmp')\nprint(f.name)\n"
     )
-    r = run(tier, ws, code)
+    r = run(tier, workspace, code)
     assert r.exit_code == 0, r.stderr
     assert not outside.exists() and not host_tmp.exists()
     assert not Path("/usr/escape.txt").exists() and not Path("/etc/escape").exists()
@@ -135,7 +143,9 @@ def test_cannot_write_outside_the_workspace(tier: str, ws: Path, tmp_path: Path)
         assert not Path(r.stdout.strip()).exists()
 
 
-def test_symlinks_planted_by_code_do_not_redirect_host_writes(tier: str, ws: Path, tmp_path: Path) -> None:
+def test_symlinks_planted_by_code_do_not_redirect_host_writes(
+    tier: str, workspace: Path, tmp_path: Path
+) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("original")
     outside_dir = tmp_path / "outside_dir"
@@ -147,8 +157,8 @@ def test_symlinks_planted_by_code_do_not_redirect_host_writes(tier: str, ws: Pat
         "os.mkdir('real')\n"
         f"os.symlink({str(victim)!r}, 'real/data.txt')\n"
     )
-    assert run(tier, ws, code).exit_code == 0
-    workspace = Workspace(ws)
+    assert run(tier, workspace, code).exit_code == 0
+    workspace = Workspace(workspace)
     workspace.write("task.py", b"print('replaced')\n")  # replaces the link, not the target
     with pytest.raises(Exception, match="symlink"):
         workspace.write("pkg/evil.py", b"x")
@@ -157,29 +167,29 @@ def test_symlinks_planted_by_code_do_not_redirect_host_writes(tier: str, ws: Pat
     assert not (outside_dir / "evil.py").exists()
 
 
-def test_hardlinks_to_outside_files_cannot_be_made(tier: str, ws: Path, tmp_path: Path) -> None:
+def test_hardlinks_to_outside_files_cannot_be_made(tier: str, workspace: Path, tmp_path: Path) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("original")
     code = (
         f"import os\ntry:\n    os.link({str(victim)!r}, 'h.txt')\nexcept OSError as e:\n    print(e)\n"
         "try:\n    os.link('/etc/passwd', 'p.txt')\nexcept OSError as e:\n    print(e)\n"
     )
-    run(tier, ws, code)
+    run(tier, workspace, code)
     assert victim.stat().st_nlink == 1
-    assert not (ws / "h.txt").exists()
+    assert not (workspace / "h.txt").exists()
 
 
 @pytest.mark.parametrize(
     "name",
     ["../x.py", "/etc/passwd", "~/x.py", "a\x00b.py", "a\nb.py", "d/" * 400 + "x.py", "/".join(["x" * 256])],
 )
-def test_hostile_file_names_are_refused(ws: Path, name: str) -> None:
+def test_hostile_file_names_are_refused(workspace: Path, name: str) -> None:
     from swarmchat.errors import ToolError
 
     with pytest.raises(ToolError):
-        Workspace(ws).read(name)
+        Workspace(workspace).read(name)
     with pytest.raises(ToolError):
-        Workspace(ws).write(name, b"x")
+        Workspace(workspace).write(name, b"x")
 
 
 # --- network ----------------------------------------------------------------------------
@@ -252,15 +262,15 @@ def listeners(tmp_path: Path):
     lst.close()
 
 
-def test_no_network_by_default(tier: str, ws: Path, listeners: Listeners) -> None:
-    r = run(tier, ws, listeners.attack_code())
+def test_no_network_by_default(tier: str, workspace: Path, listeners: Listeners) -> None:
+    r = run(tier, workspace, listeners.attack_code())
     listeners.close()
     assert listeners.hits == [], (listeners.hits, r.stdout)
     assert "tcp blocked" in r.stdout and "udp blocked" in r.stdout
 
 
-def test_network_opt_in_reaches_loopback(tier: str, ws: Path, listeners: Listeners) -> None:
-    r = run(tier, ws, listeners.attack_code(), network=True)
+def test_network_opt_in_reaches_loopback(tier: str, workspace: Path, listeners: Listeners) -> None:
+    r = run(tier, workspace, listeners.attack_code(), network=True)
     listeners.close()
     assert "tcp" in listeners.hits, r.stdout
 
@@ -268,7 +278,7 @@ def test_network_opt_in_reaches_loopback(tier: str, ws: Path, listeners: Listene
 # --- processes --------------------------------------------------------------------------
 
 
-def test_cannot_kill_or_trace_host_processes(tier: str, ws: Path) -> None:
+def test_cannot_kill_or_trace_host_processes(tier: str, workspace: Path) -> None:
     victim = subprocess.Popen(["sleep", "30"])
     try:
         code = (
@@ -278,7 +288,7 @@ def test_cannot_kill_or_trace_host_processes(tier: str, ws: Path) -> None:
             "libc = ctypes.CDLL(None, use_errno=True)\n"
             f"print('ptrace', libc.ptrace(16, {victim.pid}, 0, 0), ctypes.get_errno())\n"
         )
-        run(tier, ws, code)
+        run(tier, workspace, code)
         time.sleep(0.2)
         assert victim.poll() is None, "the host process was killed from the sandbox"
         status = Path(f"/proc/{victim.pid}/status").read_text()
@@ -288,7 +298,7 @@ def test_cannot_kill_or_trace_host_processes(tier: str, ws: Path) -> None:
         victim.wait()
 
 
-def test_timeout_kills_code_that_ignores_sigterm(tier: str, ws: Path) -> None:
+def test_timeout_kills_code_that_ignores_sigterm(tier: str, workspace: Path) -> None:
     name = script_name()
     code = (
         "import signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
@@ -296,7 +306,7 @@ def test_timeout_kills_code_that_ignores_sigterm(tier: str, ws: Path) -> None:
         "time.sleep(60)\n"
     )
     started = time.monotonic()
-    r = run(tier, ws, code, timeout=1.5, name=name)
+    r = run(tier, workspace, code, timeout=1.5, name=name)
     assert r.timed_out and time.monotonic() - started < 8
     assert wait_until_gone(name) == []
 
@@ -313,21 +323,21 @@ def daemon_code(name: str, daemon_body: str) -> str:
     )
 
 
-def test_detached_daemons_do_not_outlive_the_run(tier: str, ws: Path) -> None:
+def test_detached_daemons_do_not_outlive_the_run(tier: str, workspace: Path) -> None:
     name = script_name()
     beat = 'import time\\nfor _ in range(600):\\n    open("beat", "a").write("x")\\n    time.sleep(0.1)'
     code = daemon_code(name, beat) + "print('parent exits')\n"
-    r = run(tier, ws, code, name=name)
+    r = run(tier, workspace, code, name=name)
     assert r.exit_code == 0
     assert wait_until_gone(name) == []
-    size = (ws / "beat").stat().st_size if (ws / "beat").exists() else 0
+    size = (workspace / "beat").stat().st_size if (workspace / "beat").exists() else 0
     time.sleep(0.5)
-    assert ((ws / "beat").stat().st_size if (ws / "beat").exists() else 0) == size
+    assert ((workspace / "beat").stat().st_size if (workspace / "beat").exists() else 0) == size
 
 
-def test_everything_dies_when_swarmchat_is_killed(tier: str, ws: Path, tmp_path: Path) -> None:
+def test_everything_dies_when_swarmchat_is_killed(tier: str, workspace: Path, tmp_path: Path) -> None:
     name = script_name()
-    (ws / name).write_text(
+    (workspace / name).write_text(
         "import subprocess, sys, time\n"
         f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', {name!r}])\n"
         "open('started', 'w').close()\ntime.sleep(60)\n"
@@ -337,13 +347,13 @@ def test_everything_dies_when_swarmchat_is_killed(tier: str, ws: Path, tmp_path:
         "import asyncio, sys\nfrom pathlib import Path\nfrom swarmchat.sandbox.tiers import Sandbox\n"
         f"box = Sandbox({tier!r}, python=sys.executable)\n"
         "async def main():\n    ex = await box.executor()\n"
-        f"    await ex.run({name!r}, Path({str(ws)!r}), 60)\n"
+        f"    await ex.run({name!r}, Path({str(workspace)!r}), 60)\n"
         "asyncio.run(main())\n"
     )
     parent = subprocess.Popen([sys.executable, str(host)])
     try:
         deadline = time.monotonic() + 15
-        while not (ws / "started").exists() and time.monotonic() < deadline:
+        while not (workspace / "started").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(pids_running(name)) >= 2
         parent.send_signal(signal.SIGKILL)
@@ -354,14 +364,14 @@ def test_everything_dies_when_swarmchat_is_killed(tier: str, ws: Path, tmp_path:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_fork_bomb_is_bounded(tier: str, ws: Path) -> None:
+def test_fork_bomb_is_bounded(tier: str, workspace: Path) -> None:
     name = script_name()
     code = (
         "import os, time\nmade = 0\nfor _ in range(5000):\n    try:\n        if os.fork() == 0:\n"
         "            time.sleep(30)\n            os._exit(0)\n        made += 1\n"
         "    except OSError:\n        break\nprint('forked', made)\n"
     )
-    r = run(tier, ws, code, timeout=5, name=name)
+    r = run(tier, workspace, code, timeout=5, name=name)
     forked = int(r.stdout.split()[-1]) if r.stdout.strip() else 0
     assert forked <= 300, forked  # RLIMIT_NPROC: 256 more than the user already runs
     assert wait_until_gone(name) == []
@@ -370,39 +380,39 @@ def test_fork_bomb_is_bounded(tier: str, ws: Path) -> None:
 # --- resources --------------------------------------------------------------------------
 
 
-def test_memory_flood_is_refused(tier: str, ws: Path) -> None:
+def test_memory_flood_is_refused(tier: str, workspace: Path) -> None:
     r = run(
         tier,
-        ws,
+        workspace,
         "try:\n    x = bytearray(16 << 30)\n    print('allocated')\nexcept MemoryError:\n    print('refused')\n",
     )
     assert r.stdout.strip() == "refused"
 
 
-def test_disk_flood_is_bounded(tier: str, ws: Path) -> None:
+def test_disk_flood_is_bounded(tier: str, workspace: Path) -> None:
     code = (
         "import os\nchunk = b'x' * (1 << 20)\nwith open('big.bin', 'wb') as f:\n"
         "    for _ in range(2048):\n        f.write(chunk)\n"
     )
-    r = run(tier, ws, code, timeout=30)
+    r = run(tier, workspace, code, timeout=30)
     assert r.exit_code != 0
-    assert (ws / "big.bin").stat().st_size <= 512 << 20
+    assert (workspace / "big.bin").stat().st_size <= 512 << 20
 
 
-def test_private_tmp_is_size_capped(ws: Path) -> None:
+def test_private_tmp_is_size_capped(workspace: Path) -> None:
     code = (
         "import os\nchunk = b'x' * (1 << 20)\ntry:\n    with open('/tmp/fill', 'wb') as f:\n"
         "        for _ in range(1024):\n            f.write(chunk)\nexcept OSError as e:\n    print('stopped', e.errno)\n"
     )
-    r = run("bwrap", ws, code, timeout=30)
+    r = run("bwrap", workspace, code, timeout=30)
     assert "stopped 28" in r.stdout  # ENOSPC at the tmpfs size, not the host's disk
 
 
-def test_output_flood_is_cut_and_stopped(tier: str, ws: Path) -> None:
+def test_output_flood_is_cut_and_stopped(tier: str, workspace: Path) -> None:
     started = time.monotonic()
     r = run(
         tier,
-        ws,
+        workspace,
         "import sys\nfor _ in range(100_000):\n    sys.stdout.write('y' * 1000 + '\\n')\n",
         timeout=30,
     )
@@ -410,7 +420,7 @@ def test_output_flood_is_cut_and_stopped(tier: str, ws: Path) -> None:
     assert len(r.stdout) < 40_000
 
 
-def test_no_inherited_file_descriptors(tier: str, ws: Path, tmp_path: Path) -> None:
+def test_no_inherited_file_descriptors(tier: str, workspace: Path, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("FD-SECRET")
     fd = os.open(secret, os.O_RDONLY)
@@ -421,16 +431,16 @@ def test_no_inherited_file_descriptors(tier: str, ws: Path, tmp_path: Path) -> N
             "        leaked.append(os.read(fd, 100))\n    except OSError:\n        pass\n"
             "open('loot.txt', 'w').write(repr(leaked))\n"
         )
-        run(tier, ws, code)
-        assert "FD-SECRET" not in (ws / "loot.txt").read_text()
+        run(tier, workspace, code)
+        assert "FD-SECRET" not in (workspace / "loot.txt").read_text()
     finally:
         os.close(fd)
 
 
-def test_terminal_escapes_are_made_visible(tier: str, ws: Path) -> None:
+def test_terminal_escapes_are_made_visible(tier: str, workspace: Path) -> None:
     r = run(
         tier,
-        ws,
+        workspace,
         "import sys\nsys.stdout.write('\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m hi')\nsys.stderr.write('\\x1bc')\n",
     )
     shown = format_exec_result(r, 10)
@@ -438,35 +448,35 @@ def test_terminal_escapes_are_made_visible(tier: str, ws: Path) -> None:
     assert "\\x1b]0;pwned\\x07" in shown
 
 
-def test_cpu_burner_is_stopped(tier: str, ws: Path) -> None:
+def test_cpu_burner_is_stopped(tier: str, workspace: Path) -> None:
     started = time.monotonic()
-    r = run(tier, ws, "x = 0\nwhile True:\n    x += 1\n", timeout=1.5)
+    r = run(tier, workspace, "x = 0\nwhile True:\n    x += 1\n", timeout=1.5)
     assert r.timed_out and time.monotonic() - started < 8
 
 
-def test_open_files_are_limited(tier: str, ws: Path) -> None:
+def test_open_files_are_limited(tier: str, workspace: Path) -> None:
     code = (
         "import os\nfds = []\ntry:\n    for _ in range(5000):\n"
         "        fds.append(os.open('.', os.O_RDONLY))\nexcept OSError as e:\n    print('stopped', e.errno)\n"
         "print(len(fds))\n"
     )
-    r = run(tier, ws, code)
+    r = run(tier, workspace, code)
     assert "stopped 24" in r.stdout  # EMFILE
     assert int(r.stdout.split()[-1]) < 1024
 
 
-def test_cannot_read_the_swarmchat_database(tier: str, ws: Path, tmp_path: Path) -> None:
+def test_cannot_read_the_swarmchat_database(tier: str, workspace: Path, tmp_path: Path) -> None:
     from swarmchat.store import Store
 
     db = tmp_path / "home" / "swarmchat.db"
     db.parent.mkdir()
     Store(db).close()
     code = f"try:\n    print(open({str(db)!r}, 'rb').read()[:16])\nexcept OSError as e:\n    print('denied', e.errno)\n"
-    r = run(tier, ws, code)
+    r = run(tier, workspace, code)
     assert "SQLite format" not in r.stdout and "denied" in r.stdout
 
 
-def test_dangerous_syscalls_are_refused(tier: str, ws: Path) -> None:
+def test_dangerous_syscalls_are_refused(tier: str, workspace: Path) -> None:
     """io_uring, bpf, keyctl and ptrace are refused by the seccomp filter (EPERM)."""
     import platform
 
@@ -483,7 +493,7 @@ def test_dangerous_syscalls_are_refused(tier: str, ws: Path) -> None:
         "    rc = libc.syscall(nr, 0, 0, 0, 0)\n"
         "    print(name, rc, ctypes.get_errno())\n"
     )
-    r = run(tier, ws, code)
+    r = run(tier, workspace, code)
     results = {
         line.split()[0]: (int(line.split()[1]), int(line.split()[2])) for line in r.stdout.splitlines()
     }
@@ -491,7 +501,9 @@ def test_dangerous_syscalls_are_refused(tier: str, ws: Path) -> None:
     assert all(rc == -1 and err == 1 for rc, err in results.values()), results  # EPERM
 
 
-def test_daemons_die_without_a_cgroup_too(tier: str, ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daemons_die_without_a_cgroup_too(
+    tier: str, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Non-root users get no pids cgroup: the pid namespace (bwrap) or the jail acting as
     subreaper (Landlock) must still take detached daemons down."""
     from swarmchat.sandbox.cgroups import PidsCgroup
@@ -499,6 +511,6 @@ def test_daemons_die_without_a_cgroup_too(tier: str, ws: Path, monkeypatch: pyte
     monkeypatch.setattr(PidsCgroup, "create", classmethod(lambda cls, n: None))
     name = script_name()
     code = daemon_code(name, "import time; time.sleep(60)")
-    r = run(tier, ws, code, name=name)
+    r = run(tier, workspace, code, name=name)
     assert r.exit_code == 0
     assert wait_until_gone(name) == []

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clitools import run_cli as cli
+from clitools import invoke, run_cli
 from fakeserver import FakeOpenAI, Reply, call, last_tool_output
 
 from swarmchat.errors import ToolError
@@ -76,7 +76,7 @@ def test_cli_refuses_to_run_code_without_a_sandbox(fake, cli_env, workspace, bro
     coder_swarm(workspace)
     script_run(fake)
     env = {**cli_env, "SWARMCHAT_BWRAP": broken_bwrap}
-    r = cli(["ask", "go", "-y", "--sandbox", "bwrap"], env, workspace)
+    r = invoke(["ask", "go", "-y", "--sandbox", "bwrap"], env, workspace)
     assert r.returncode == 0
     assert not (workspace / "ran.txt").exists()
     assert "no sandbox is available" in r.stdout and "swarmchat doctor" in r.stdout
@@ -85,14 +85,14 @@ def test_cli_refuses_to_run_code_without_a_sandbox(fake, cli_env, workspace, bro
 def test_cli_unconfined_opt_in_warns_on_every_run(fake, cli_env, workspace, broken_bwrap) -> None:
     coder_swarm(workspace, "sandbox: none\n")
     script_run(fake)
-    r = cli(["ask", "go", "-y"], cli_env, workspace)
+    r = invoke(["ask", "go", "-y"], cli_env, workspace)
     assert r.returncode == 0 and (workspace / "ran.txt").read_text() == "yes"
     assert r.stderr == "swarmchat: warning: t.py runs UNCONFINED (no sandbox)\n"
     fake.requests.clear()
     script_run(fake)
     env = {**cli_env, "SWARMCHAT_BWRAP": broken_bwrap}
     coder_swarm(workspace, "sandbox: bwrap\n")
-    r = cli(["ask", "go", "-y", "--unsafe-local-exec"], env, workspace)
+    r = invoke(["ask", "go", "-y", "--unsafe-local-exec"], env, workspace)
     assert r.returncode == 0
     assert "UNCONFINED" in r.stderr
 
@@ -102,14 +102,14 @@ def test_cli_code_runs_sandboxed_by_default(fake, cli_env, workspace) -> None:
     script_run(
         fake, body="import os\nprint(sorted(k for k in os.environ if 'KEY' in k))\nprint(os.listdir('/'))\n"
     )
-    r = cli(["ask", "go", "-y"], cli_env, workspace)
+    r = invoke(["ask", "go", "-y"], cli_env, workspace)
     assert r.returncode == 0 and r.stderr == ""
     assert "exit status 0" in r.stdout and "[]" in r.stdout
     assert "'var'" not in r.stdout and "'work'" not in r.stdout  # an empty root, not the host's
 
 
 def test_doctor_reports_tiers(cli_env, workspace, broken_bwrap) -> None:
-    r = cli(["doctor"], {**cli_env, "SWARMCHAT_BWRAP": broken_bwrap}, workspace)
+    r = run_cli(["doctor"], {**cli_env, "SWARMCHAT_BWRAP": broken_bwrap}, workspace)
     assert r.returncode == 0
     assert "no   bwrap     probe failed: bwrap: setting up uid map: Permission denied" in r.stdout
     assert "agent code runs in:" in r.stdout or "NOT RUN" in r.stdout
