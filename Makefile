@@ -29,6 +29,7 @@ test: $(STAMP) sandbox-deps
 	$(BIN)/ruff check swarmchat tests bench
 	$(BIN)/ruff format --check swarmchat tests bench
 	$(BIN)/mypy
+	$(BIN)/cog --check README.md
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP) sandbox-deps

@@ -37,8 +37,8 @@ from swarmchat.sandbox.tiers import Sandbox
 from swarmchat.scope import RunScope
 from swarmchat.store import RunLog, Store
 from swarmchat.swarm import AgentSpec, SwarmSpec
-from swarmchat.tools import tools_for
 from swarmchat.tools.base import Tool, ToolContext, decode_arguments, invoke, parse_arguments, tool_specs
+from swarmchat.tools.toolset import tools_for
 from swarmchat.workspace import Workspace
 
 DEFAULT_MAX_DEPTH = 3

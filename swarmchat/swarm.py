@@ -194,33 +194,9 @@ def _resolve(spec: SwarmYaml, source: str, lines: dict[tuple[Any, ...], int]) ->
         return ConfigError(f"{source}:{_line_for(path, lines)}: {_dotted(path)}: {msg}")
 
     for name, agent in spec.agents.items():
-        if not _NAME_RE.match(name):
-            raise fail(("agents", name), "agent names use letters, digits, '_' or '-'")
-        for i, tool in enumerate(agent.tools):
-            if tool == SEND_MESSAGE:
-                raise fail(
-                    ("agents", name, "tools", i),
-                    "SendMessage is given automatically; list recipients in talks_to",
-                )
-            if tool not in BUILTIN:  # SendMessage is implied by talks_to
-                known = ", ".join(BUILTIN)
-                raise fail(
-                    ("agents", name, "tools", i),
-                    f"unknown tool '{tool}'{_did_you_mean(tool, tuple(BUILTIN))}; known tools: {known}",
-                )
-        for i, peer in enumerate(agent.talks_to):
-            if peer == name:
-                raise fail(("agents", name, "talks_to", i), "an agent cannot talk to itself")
-            if peer not in spec.agents:
-                raise fail(
-                    ("agents", name, "talks_to", i), f"no agent named '{peer}'{_did_you_mean(peer, names)}"
-                )
-        if agent.color is not None and not (agent.color in KNOWN_COLORS or _COLOR_RE.match(agent.color)):
-            raise fail(
-                ("agents", name, "color"),
-                f"unknown colour '{agent.color}'{_did_you_mean(agent.color, KNOWN_COLORS)};"
-                " use a name like 'cyan' or '#rrggbb'",
-            )
+        problem = _agent_problem(name, agent, names)
+        if problem is not None:
+            raise fail(("agents", name, *problem[0]), problem[1])
     entry = spec.entry if spec.entry is not None else names[0]
     if entry not in spec.agents:
         raise fail(("entry",), f"no agent named '{entry}'{_did_you_mean(entry, names)}")
@@ -241,6 +217,30 @@ def _resolve(spec: SwarmYaml, source: str, lines: dict[tuple[Any, ...], int]) ->
         for name, a in spec.agents.items()
     }
     return SwarmSpec(agents, entry, source, default_model, spec.sandbox)
+
+
+def _agent_problem(name: str, agent: AgentYaml, names: list[str]) -> tuple[tuple[Any, ...], str] | None:
+    """What is wrong with one agent beyond its types: (where under the agent, message)."""
+    if not _NAME_RE.match(name):
+        return (), "agent names use letters, digits, '_' or '-'"
+    for i, tool in enumerate(agent.tools):
+        if tool == SEND_MESSAGE:
+            return ("tools", i), "SendMessage is given automatically; list recipients in talks_to"
+        if tool not in BUILTIN:
+            known = ", ".join(BUILTIN)
+            return (
+                "tools",
+                i,
+            ), f"unknown tool '{tool}'{_did_you_mean(tool, tuple(BUILTIN))}; known tools: {known}"
+    for i, peer in enumerate(agent.talks_to):
+        if peer == name:
+            return ("talks_to", i), "an agent cannot talk to itself"
+        if peer not in names:
+            return ("talks_to", i), f"no agent named '{peer}'{_did_you_mean(peer, names)}"
+    if agent.color is not None and not (agent.color in KNOWN_COLORS or _COLOR_RE.match(agent.color)):
+        hint = _did_you_mean(agent.color, KNOWN_COLORS)
+        return ("color",), f"unknown colour '{agent.color}'{hint}; use a name like 'cyan' or '#rrggbb'"
+    return None
 
 
 # --- YAML with line numbers -------------------------------------------------------------

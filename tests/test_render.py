@@ -284,3 +284,28 @@ def test_markdown_tail_is_bounded() -> None:
     md = MarkdownBlocks()
     md.feed("word " * 10_000 + "\nlast line")
     assert len(md.tail()) <= TAIL_CHARS and md.tail().endswith("last line")
+
+
+def test_hostile_names_in_headlines_and_notices_are_made_visible() -> None:
+    from swarmchat.render.plain import StderrNotices
+
+    c = {"agent": "coder", "run_id": "r1", "depth": 1}
+    evil = "\x1b]0;pwned\x07x.py"
+    summary = File(chain_of_thought="", file_name=evil, body="").summary()
+    out = render([ToolCallStarted(**c, call_id="f", name="File", arguments={}, summary=summary)])
+    assert out == "  ⚙ coder writes \\x1b]0;pwned\\x07x.py"
+    approval = Approval(evil, sandbox="none")
+    buf = io.StringIO()
+    notices = StderrNotices(buf)
+    notices(ApprovalRequested(**c, call_id="e", tool="ExecutePyFile", approval=approval))
+    notices(
+        ApprovalResolved(
+            **c,
+            call_id="e",
+            tool="ExecutePyFile",
+            approval=approval,
+            approved=False,
+            reason="non-interactive",
+        )
+    )
+    assert "\x1b" not in buf.getvalue() and buf.getvalue().count("\\x1b]0;pwned\\x07x.py") == 2

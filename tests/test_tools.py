@@ -31,6 +31,7 @@ from swarmchat.tools.base import Tool, ToolContext, decode_arguments, invoke, pa
 from swarmchat.tools.execute import ExecutePyFile
 from swarmchat.tools.files import File
 from swarmchat.tools.send_message import send_message_tool
+from swarmchat.tools.toolset import tools_for
 from swarmchat.workspace import Workspace
 
 SWARM = parse_swarm(
@@ -52,9 +53,9 @@ def test_registry_names_are_the_classes_and_load_lazily() -> None:
     for name, path in tools.BUILTIN.items():
         cls = tools.load(path)
         assert issubclass(cls, Tool) and cls.tool_name() == name == cls.openai_schema["name"]
-    got = tools.tools_for(SWARM.agents["boss"], SWARM)
+    got = tools_for(SWARM.agents["boss"], SWARM)
     assert list(got) == ["SendMessage"]
-    assert list(tools.tools_for(SWARM.agents["coder"], SWARM)) == ["File", "ExecutePyFile"]
+    assert list(tools_for(SWARM.agents["coder"], SWARM)) == ["File", "ExecutePyFile"]
 
 
 def test_each_tool_describes_its_own_calls() -> None:
@@ -82,9 +83,9 @@ def test_generic_summary_cuts_long_arguments() -> None:
 
 
 def test_system_prompt_gets_each_tool_note_once() -> None:
-    coder = system_prompt(SWARM.agents["coder"], tools.tools_for(SWARM.agents["coder"], SWARM))
+    coder = system_prompt(SWARM.agents["coder"], tools_for(SWARM.agents["coder"], SWARM))
     assert coder.count("Files live in the workspace") == 1
-    boss = system_prompt(SWARM.agents["boss"], tools.tools_for(SWARM.agents["boss"], SWARM))
+    boss = system_prompt(SWARM.agents["boss"], tools_for(SWARM.agents["boss"], SWARM))
     assert "You can delegate with the SendMessage tool to:\n- coder: Codes." in boss
     assert "Files live" not in boss
 

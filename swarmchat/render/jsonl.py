@@ -100,95 +100,67 @@ class JsonlWriter:
         self.include_partial = include_partial
         self._callers: dict[str, str] = {}
 
-    def write(self, kind: str, **payload: Any) -> None:
+    def write(self, kind: str, payload: dict[str, Any] | None = None, **fields: Any) -> None:
         line = {
             "v": SCHEMA_VERSION,
             "type": kind,
             "ts": timestamp(),
             "session_id": self.session_id,
-            **payload,
+            **(payload or {}),
+            **fields,
         }
         self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
         self.stream.flush()
 
     def __call__(self, e: Event) -> None:
-        ids = {"agent": e.agent, "run_id": e.run_id, "depth": e.depth}
-        match e:
-            case RunStarted():
-                self._callers[e.run_id] = e.caller
-                self.write("agent.started", **ids, caller=e.caller, thread_id=e.thread_id, model=e.model)
-            case TextDelta():
-                if self.include_partial:
-                    self.write("message.delta", **ids, text=e.text)
-            case MessageCompleted():
-                if e.text:
-                    to = self._callers.get(e.run_id, "user")
-                    self.write("agent.message", **{"from": e.agent, "to": to}, **_run(e), text=e.text)
-            case MessageSent():
-                self.write("agent.message", **{"from": e.agent, "to": e.recipient}, **_run(e), text=e.text)
-            case ToolCallStarted():
-                self.write(
-                    "tool_call.started",
-                    **ids,
-                    call_id=e.call_id,
-                    name=e.name,
-                    arguments=e.arguments,
-                    activity=e.summary.activity,
-                )
-            case ToolCallFinished():
-                self.write(
-                    "tool_call.completed",
-                    **ids,
-                    call_id=e.call_id,
-                    name=e.name,
-                    ok=e.ok,
-                    output=e.output,
-                    duration_ms=e.duration_ms,
-                )
-            case ApprovalRequested():
-                a = e.approval
-                self.write(
-                    "approval.requested",
-                    **ids,
-                    call_id=e.call_id,
-                    tool=e.tool,
-                    file_name=a.subject,
-                    sandbox=a.sandbox,
-                    network=a.network,
-                )
-            case ApprovalResolved():
-                self.write(
-                    "approval.resolved",
-                    **ids,
-                    call_id=e.call_id,
-                    tool=e.tool,
-                    file_name=e.approval.subject,
-                    approved=e.approved,
-                    reason=e.reason,
-                )
-            case Retrying():
-                self.write(
-                    "error",
-                    agent=e.agent,
-                    run_id=e.run_id,
-                    code="provider_retry",
-                    message=e.error,
-                    retryable=True,
-                    attempt=e.attempt,
-                )
-            case RunFinished():
-                self.write(
-                    "agent.completed",
-                    **ids,
-                    status=e.status,
-                    usage=e.usage.as_dict(),
-                    cost=None,
-                    error=e.error,
-                )
-            case _:
-                assert_never(e)
+        if isinstance(e, RunStarted):
+            self._callers[e.run_id] = e.caller
+        if isinstance(e, TextDelta) and not self.include_partial:
+            return
+        line = line_for(e, self._callers.get(e.run_id, "user"))
+        if line is not None:
+            self.write(*line)
 
 
-def _run(e: MessageCompleted | MessageSent) -> dict[str, Any]:
-    """``agent.message`` names the run by ``from``, so it carries only these of the ids."""
-    return {"run_id": e.run_id, "depth": e.depth}
+def line_for(e: Event, caller: str) -> tuple[str, dict[str, Any]] | None:
+    """The ``--jsonl`` line type and fields for one event (``caller``: whom the event's run
+    answers), or None for an event with nothing to report."""
+    ids: dict[str, Any] = {"agent": e.agent, "run_id": e.run_id, "depth": e.depth}
+    run = {"run_id": e.run_id, "depth": e.depth}  # agent.message names its agent in "from"
+    match e:
+        case RunStarted():
+            return "agent.started", {**ids, "caller": e.caller, "thread_id": e.thread_id, "model": e.model}
+        case TextDelta():
+            return "message.delta", {**ids, "text": e.text}
+        case MessageCompleted():
+            return (
+                ("agent.message", {"from": e.agent, "to": caller, **run, "text": e.text}) if e.text else None
+            )
+        case MessageSent():
+            return "agent.message", {"from": e.agent, "to": e.recipient, **run, "text": e.text}
+        case ToolCallStarted():
+            call = {
+                "call_id": e.call_id,
+                "name": e.name,
+                "arguments": e.arguments,
+                "activity": e.summary.activity,
+            }
+            return "tool_call.started", {**ids, **call}
+        case ToolCallFinished():
+            done = {"ok": e.ok, "output": e.output, "duration_ms": e.duration_ms}
+            return "tool_call.completed", {**ids, "call_id": e.call_id, "name": e.name, **done}
+        case ApprovalRequested():
+            a = e.approval
+            asked = {"file_name": a.subject, "sandbox": a.sandbox, "network": a.network}
+            return "approval.requested", {**ids, "call_id": e.call_id, "tool": e.tool, **asked}
+        case ApprovalResolved():
+            answer = {"file_name": e.approval.subject, "approved": e.approved, "reason": e.reason}
+            return "approval.resolved", {**ids, "call_id": e.call_id, "tool": e.tool, **answer}
+        case Retrying():
+            retry = {"code": "provider_retry", "message": e.error, "retryable": True, "attempt": e.attempt}
+            return "error", {"agent": e.agent, "run_id": e.run_id, **retry}
+        case RunFinished():
+            end = {"status": e.status, "usage": e.usage.as_dict(), "cost": None, "error": e.error}
+            return "agent.completed", {**ids, **end}
+        case _:
+            assert_never(e)

@@ -143,6 +143,18 @@ class EtcDir:
         Path(self.path, "group").write_text(f"{user}:x:{gid}:\nnogroup:x:65534:\n")
 
 
+_BWRAP_ISOLATION = (  # every namespace, no nested ones, no capabilities, dies with swarmchat
+    "--unshare-all",
+    "--unshare-user",
+    "--disable-userns",
+    "--assert-userns-disabled",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+)
+
+
 def bwrap_argv(
     bwrap: str,
     runtime: Runtime,
@@ -155,20 +167,24 @@ def bwrap_argv(
 ) -> list[str]:
     """The bubblewrap command that runs ``runtime`` confined to ``workspace``."""
     ws = str(workspace)
-    argv = [
-        bwrap,
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
-        "--assert-userns-disabled",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-    ]
-    if network:
-        argv.append("--share-net")
-    argv += ["--ro-bind", "/usr", "/usr"]
+    argv = [bwrap, *_BWRAP_ISOLATION, *(["--share-net"] if network else []), *_system_binds(network, etc)]
+    argv += ["--dev", "/dev", "--size", str(8 << 20), "--tmpfs", "/dev/shm", "--proc", "/proc"]
+    argv += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--bind", ws, ws]
+    # Read-only binds come after the workspace, so an interpreter or venv that lives inside
+    # the workspace stays read-only.
+    for path in runtime.read_only:
+        argv += ["--ro-bind-try", path, path]
+    argv += ["--remount-ro", "/", "--chdir", ws, "--clearenv"]
+    for key, value in sandbox_env(workspace, runtime).items():
+        argv += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
+    return argv
+
+
+def _system_binds(network: bool, etc: EtcDir) -> list[str]:
+    """Read-only /usr and its top-level links, and only the /etc files programs need."""
+    argv = ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = Path("/" + top)
         if host.is_symlink():
@@ -180,32 +196,6 @@ def bwrap_argv(
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for name in ("passwd", "group"):
         argv += ["--ro-bind", f"{etc.path}/{name}", f"/etc/{name}"]
-    argv += [
-        "--dev",
-        "/dev",
-        "--size",
-        str(8 << 20),
-        "--tmpfs",
-        "/dev/shm",
-        "--proc",
-        "/proc",
-        "--size",
-        str(limits.tmp_bytes),
-        "--tmpfs",
-        "/tmp",
-        "--bind",
-        ws,
-        ws,
-    ]
-    # Read-only binds come after the workspace, so an interpreter or venv that lives inside
-    # the workspace stays read-only.
-    for path in runtime.read_only:
-        argv += ["--ro-bind-try", path, path]
-    argv += ["--remount-ro", "/", "--chdir", ws, "--clearenv"]
-    for key, value in sandbox_env(workspace, runtime).items():
-        argv += ["--setenv", key, value]
-    if seccomp_fd is not None:
-        argv += ["--seccomp", str(seccomp_fd)]
     return argv
 
 

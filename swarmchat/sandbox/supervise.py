@@ -84,16 +84,11 @@ async def supervise(
         close_fds=True,
         pass_fds=pass_fds,
     )
-    out, err = _Capture(), _Capture()
     assert proc.stdout is not None and proc.stderr is not None
-    both = [out, err]
-
-    def on_flood() -> None:
-        _kill_group(proc.pid)
-
+    out, err = _Capture(), _Capture()
     readers = [
-        asyncio.create_task(_pump(proc.stdout, out, both, on_flood)),
-        asyncio.create_task(_pump(proc.stderr, err, both, on_flood)),
+        asyncio.create_task(_pump(proc.stdout, out, (out, err), lambda: _kill_group(proc.pid))),
+        asyncio.create_task(_pump(proc.stderr, err, (out, err), lambda: _kill_group(proc.pid))),
     ]
     timed_out = False
     try:
@@ -102,16 +97,7 @@ async def supervise(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*readers), DRAIN_SECONDS)
     finally:
-        if terminate_first and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(Exception):
-                await _wait_exit(proc, 1.0)
-        _kill_group(proc.pid)
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        await _reap(proc)
+        await _end(proc, readers, terminate_first)
     flooded = out.flooded or err.flooded
     return ExecResult(
         exit_code=None if (timed_out or flooded) else proc.returncode,
@@ -121,6 +107,23 @@ async def supervise(
         truncated=out.dropped > 0 or err.dropped > 0,
         flooded=flooded,
     )
+
+
+async def _end(
+    proc: asyncio.subprocess.Process, readers: list[asyncio.Task[None]], terminate_first: bool
+) -> None:
+    """Whatever happened (exit, deadline, flood, cancel): the process group dies, the
+    readers stop, the process is reaped and its pipes are closed."""
+    if terminate_first and proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(Exception):
+            await _wait_exit(proc, 1.0)
+    _kill_group(proc.pid)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    await _reap(proc)
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:
@@ -202,7 +205,7 @@ class _Capture:
 
 
 async def _pump(
-    stream: asyncio.StreamReader, sink: _Capture, both: list[_Capture], on_flood: Callable[[], None]
+    stream: asyncio.StreamReader, sink: _Capture, both: tuple[_Capture, ...], on_flood: Callable[[], None]
 ) -> None:
     while chunk := await stream.read(65536):
         sink.add(chunk)

@@ -6,7 +6,7 @@ it does. Registering a built-in tool is one line in :data:`BUILTIN`: the name an
 ``agents.yaml`` lists, and where the class lives. The table holds import paths, not
 classes, so validating a swarm file never imports the tools (they pull in instructor and
 openai, a second of start-up). ``SendMessage`` is not listed: every agent with
-``talks_to`` gets one, made for its recipients.
+``talks_to`` gets one, made for its recipients (``toolset.tools_for``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from swarmchat.swarm import AgentSpec, SwarmSpec
     from swarmchat.tools.base import Tool
 
 BUILTIN: dict[str, str] = {
@@ -30,13 +29,3 @@ def load(path: str) -> type[Tool]:
     module, _, attribute = path.partition(":")
     cls: type[Tool] = getattr(importlib.import_module(module), attribute)
     return cls
-
-
-def tools_for(agent: AgentSpec, swarm: SwarmSpec) -> dict[str, type[Tool]]:
-    """The tools ``agent`` may call, by the name the model uses."""
-    tools = {name: load(BUILTIN[name]) for name in agent.tools}
-    if agent.talks_to:
-        from swarmchat.tools.send_message import send_message_tool
-
-        tools[SEND_MESSAGE] = send_message_tool(agent, swarm)
-    return tools
