@@ -30,7 +30,7 @@ test: $(STAMP) sandbox-deps
 	$(BIN)/ruff format --check swarmchat tests bench
 	$(BIN)/mypy
 	$(BIN)/cog --check README.md
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP) sandbox-deps
 	$(BIN)/python bench/startup.py

@@ -225,7 +225,7 @@ def test_at_agent_talks_to_a_specialist_and_show_prints_its_thread(
 
 def test_typing_during_a_turn_becomes_the_next_message(fake: FakeOpenAI, cli_env, workspace) -> None:
     fake.script(
-        "user_proxy", Reply(text="slow " * 150, chunk_delay=0.02), Reply(text="answer to the queued one")
+        "user_proxy", Reply(text="slow " * 60, chunk_delay=0.02), Reply(text="answer to the queued one")
     )
     child = spawn(cli_env, workspace)
     child.expect("you ›")
