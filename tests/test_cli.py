@@ -343,3 +343,11 @@ def test_exit_status_reaches_the_shell(fake, cli_env, workspace, args, agents_ya
     r = run_cli(args, {**cli_env, "SWARMCHAT_MAX_RETRIES": "0"}, workspace)
     assert r.returncode == expected, r.stderr
     assert r.stderr.startswith("swarmchat: error: ") and "Traceback" not in r.stderr
+
+
+def test_root_options_apply_to_ask(fake, cli_env, workspace):
+    fake.script("user_proxy", Reply(text="a"), Reply(text="b"))
+    r = invoke(["-m", "root-model", "ask", "x"], cli_env, workspace)
+    assert r.returncode == 0, r.stderr
+    r = invoke(["-m", "root-model", "ask", "x", "-m", "ask-model"], cli_env, workspace)
+    assert [q.body["model"] for q in fake.requests] == ["root-model", "ask-model"]
