@@ -168,18 +168,24 @@ def _merge(ctx: typer.Context, **local: Any) -> Options:
     return dataclasses.replace(root, **given)
 
 
+def _show_version(value: bool) -> None:
+    """Eager: ``--version`` answers before any other option is checked."""
+    if value:
+        typer.echo(f"swarmchat {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback(invoke_without_command=True)
 @shared_options
 def root(
     ctx: typer.Context,
     *,
     opts: Options,
-    version: Annotated[bool, typer.Option("--version", "-V", help="Show the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", "-V", help="Show the version.", is_eager=True, callback=_show_version)
+    ] = False,
 ) -> None:
     """Interactive chat when stdin is a terminal; otherwise the piped text is the prompt."""
-    if version:
-        typer.echo(f"swarmchat {__version__}")
-        raise typer.Exit(0)
     ctx.obj = opts
     if ctx.invoked_subcommand is not None:
         return

@@ -28,6 +28,7 @@ ApprovalReason = Literal["user", "always", "--yes", "non-interactive"]
 """Who decided whether a tool may act."""
 
 ARG_CHARS = 400  # arguments shown in a generic headline before they are cut
+BRIEF_CHARS = 80  # a text argument shown in a one-line log before it is cut
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,13 @@ class ToolSummary:
         shown = json.dumps(arguments, ensure_ascii=False) if isinstance(arguments, dict) else arguments
         if len(shown) > ARG_CHARS:
             shown = shown[:ARG_CHARS] + "…"
-        return cls(activity=f"calling {name}", headline=f"calls {name}({shown})", brief_arguments=arguments)
+        brief = {k: _cut(v) for k, v in arguments.items()} if isinstance(arguments, dict) else _cut(arguments)
+        return cls(activity=f"calling {name}", headline=f"calls {name}({shown})", brief_arguments=brief)
+
+
+def _cut(value: Any) -> Any:
+    """Long text cut for a one-line log: a call that did not validate may carry a whole file."""
+    return value[:BRIEF_CHARS] + "…" if isinstance(value, str) and len(value) > BRIEF_CHARS else value
 
 
 @dataclass(frozen=True)

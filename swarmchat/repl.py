@@ -61,6 +61,7 @@ class Repl:
         self.console = make_console(sys.stdout, color=color_enabled(opts.color, sys.stdout))
         self.state = CommandState(brief=opts.brief)
         self.usage = Usage()
+        self.last_interrupt = 0.0  # a second Ctrl-C on an empty prompt within EXIT_WINDOW exits
         self.read = chat_prompt(
             user_home(),
             NAMES,
@@ -102,15 +103,14 @@ class Repl:
 
     async def _read(self) -> str | None:
         """The next message; None to leave (Ctrl-D, or Ctrl-C twice on an empty prompt)."""
-        last_interrupt = 0.0
         while True:
             try:
                 return (await self.read("you › ")).strip()
             except KeyboardInterrupt:
                 now = time.monotonic()
-                if now - last_interrupt < EXIT_WINDOW:
+                if now - self.last_interrupt < EXIT_WINDOW:
                     return None
-                last_interrupt = now
+                self.last_interrupt = now
                 self.say("(press Ctrl-C again to exit, or Ctrl-D)")
             except EOFError:
                 return None

@@ -202,7 +202,7 @@ class Runner:
             tool = _parse_call(tools, call)
         except ToolError as exc:
             problem = f"Error: {exc.message}"
-        summary = _summary(tool, call)
+        summary = _summary(tools, tool, call)
         ids = {**scope.ids, "call_id": call.id, "name": call.name, "summary": summary}
         scope.emit(ToolCallStarted(**ids, arguments=decode_arguments(call.arguments)))
         started = time.monotonic()
@@ -248,14 +248,22 @@ class Runner:
         return f"{recipient} did not finish: {result.text}"
 
 
-def _summary(tool: Tool | None, call: ToolCall) -> ToolSummary:
-    """The tool's own words for the call, or generic ones when it has none to give."""
+def _summary(tools: dict[str, type[Tool]], tool: Tool | None, call: ToolCall) -> ToolSummary:
+    """The tool's own words for the call, even when its arguments did not validate (a
+    malformed File call still reads "writes t.py"); generic words when it has none."""
+    arguments = decode_arguments(call.arguments)
+    cls = tools.get(call.name)
+    if tool is None and cls is not None and isinstance(arguments, dict):
+        tool = cls.model_construct(**arguments)  # unvalidated: only to describe the call
     if tool is not None:
         try:
-            return tool.summary()
-        except Exception:  # a tool's display bug must not stop the run
-            pass
-    return ToolSummary.generic(call.name, decode_arguments(call.arguments))
+            summary = tool.summary()
+        except Exception:  # missing fields, or a tool's display bug: never stop the run
+            summary = None
+        words = (summary.activity, summary.headline, summary.preview, summary.language) if summary else ()
+        if summary is not None and all(isinstance(w, str) for w in words):
+            return summary
+    return ToolSummary.generic(call.name, arguments)
 
 
 def _parse_call(tools: dict[str, type[Tool]], call: ToolCall) -> Tool:

@@ -13,6 +13,8 @@ import pytest
 from clitools import SWARMCHAT, invoke, run_cli
 from fakeserver import FakeOpenAI, Reply, call, last_tool_output
 
+import swarmchat
+
 KEY = "sk-test-SECRET-0123456789"
 
 DATE_SCRIPT = "import datetime\nprint(datetime.date.today().isoformat())\n"
@@ -351,3 +353,9 @@ def test_root_options_apply_to_ask(fake, cli_env, workspace):
     assert r.returncode == 0, r.stderr
     r = invoke(["-m", "root-model", "ask", "x", "-m", "ask-model"], cli_env, workspace)
     assert [q.body["model"] for q in fake.requests] == ["root-model", "ask-model"]
+
+
+def test_version_answers_before_other_options_are_checked(cli_env, workspace) -> None:
+    for args in (["--sandbox", "bogus", "--version"], ["--color", "blue", "-V"]):
+        r = invoke(args, cli_env, workspace)
+        assert (r.returncode, r.stdout) == (0, f"swarmchat {swarmchat.__version__}\n"), r.stderr

@@ -186,3 +186,23 @@ def test_arguments_are_validated_strictly() -> None:
         parse_arguments(File, '{"chain_of_thought": "", "file_name": "a", "body": "", "extra": 1}')
     assert decode_arguments('{"a": 1}') == {"a": 1}
     assert decode_arguments("[1]") == "[1]" and decode_arguments("{oops") == "{oops"
+
+
+def test_a_call_that_does_not_validate_still_reads_in_the_tools_own_words(tmp_path: Path) -> None:
+    bad_file = {"chain_of_thought": "c", "file_name": "t.py", "body": "x" * 5000, "extra": 1}
+    bad_send = {"recipient": "nobody", "message": "m"}
+    m = ScriptedModel().script(
+        "coder",
+        calls(("File", bad_file), ("Fiel", {"body": "y" * 5000}), ("File", '{"body": [1]}')),
+        say("ok"),
+    )
+    m.script("user_proxy", calls(("SendMessage", bad_send)), say("ok"))
+    h = harness(tmp_path, m)
+    asyncio.run(h.ask("x", agent="coder"))
+    asyncio.run(h.ask("x"))
+    started = [e.summary for e in h.events if isinstance(e, ToolCallStarted)]
+    assert (started[0].headline, started[0].brief_arguments) == ("writes t.py", {"file_name": "t.py"})
+    assert started[1].activity == "calling Fiel" and started[1].brief_arguments == {"body": "y" * 80 + "…"}
+    assert started[2].headline == 'calls File({"body": [1]})'  # no file_name: generic words
+    assert started[3].delegates  # a malformed SendMessage is still shown as a delegation
+    assert all(not e.ok for e in h.events if isinstance(e, ToolCallFinished))
