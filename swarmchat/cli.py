@@ -149,22 +149,29 @@ def shared_options(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def with_options(ctx: typer.Context, *args: Any, **kwargs: Any) -> None:
         values = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
-        command(ctx, *args, opts=_merge(ctx, **values), **kwargs)
+        given = {name: value for name, value in values.items() if _given(ctx, name)}
+        command(ctx, *args, opts=_merge(ctx, **given), **kwargs)
 
     with_options.__signature__ = signature.replace(parameters=spliced)  # type: ignore[attr-defined]
     with_options.__annotations__ = {p.name: p.annotation for p in spliced}
     return with_options
 
 
-def _merge(ctx: typer.Context, **local: Any) -> Options:
-    """Options given before the subcommand (``swarmchat -m x ask``) apply unless repeated."""
-    if local.get("sandbox") not in (None, *SANDBOX_MODES):
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether ``param`` was on the command line (or in the environment), not a default:
+    ``--timeout 60`` given after the subcommand must win over ``--timeout 1`` before it."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _merge(ctx: typer.Context, **given: Any) -> Options:
+    """The options given here over those given before the subcommand (``swarmchat -m x
+    ask``), over the defaults. ``given`` holds only options the user actually gave."""
+    if given.get("sandbox") not in (None, *SANDBOX_MODES):
         raise UsageError(f"--sandbox must be one of {', '.join(SANDBOX_MODES)}")
-    if local.get("color", "auto") not in COLOR_CHOICES:
+    if given.get("color", "auto") not in COLOR_CHOICES:
         raise UsageError(f"--color must be one of {', '.join(COLOR_CHOICES)}")
     root: Options = ctx.obj if isinstance(ctx.obj, Options) else Options()
-    default = Options()
-    given = {k: v for k, v in local.items() if v != getattr(default, k)}
     return dataclasses.replace(root, **given)
 
 
@@ -265,7 +272,7 @@ def agents_cmd(
     """List the swarm: each agent's model, tools and who it talks to."""
     from swarmchat.session import resolve_swarm
 
-    opts = _merge(ctx, agents_file=check or agents)
+    opts = _merge(ctx, **({"agents_file": check or agents} if check or _given(ctx, "agents") else {}))
     swarm = resolve_swarm(opts)
     if check:
         typer.echo(f"{check}: ok ({len(swarm.agents)} agents, entry: {swarm.entry})")
@@ -287,10 +294,18 @@ def doctor(
     sandbox: SandboxOpt = None,
     unsafe_local_exec: UnsafeOpt = False,
 ) -> None:
-    """Report which sandbox tier runs agent code here, and why the others do not."""
+    """Show which sandbox runs agent code here.
+
+    Each isolation tier is probed; the report says which one runs agent code and why the
+    others do not."""
     from swarmchat.session import make_sandbox, resolve_swarm
 
-    opts = _merge(ctx, agents_file=agents, sandbox=sandbox, unsafe_local_exec=unsafe_local_exec)
+    values: dict[str, tuple[str, Any]] = {
+        "agents": ("agents_file", agents),
+        "sandbox": ("sandbox", sandbox),
+        "unsafe_local_exec": ("unsafe_local_exec", unsafe_local_exec),
+    }
+    opts = _merge(ctx, **{field: value for param, (field, value) in values.items() if _given(ctx, param)})
     box = make_sandbox(opts, resolve_swarm(opts))
 
     async def check() -> tuple[Any, list[Any], Any]:

@@ -359,3 +359,23 @@ def test_version_answers_before_other_options_are_checked(cli_env, workspace) ->
     for args in (["--sandbox", "bogus", "--version"], ["--color", "blue", "-V"]):
         r = invoke(args, cli_env, workspace)
         assert (r.returncode, r.stdout) == (0, f"swarmchat {swarmchat.__version__}\n"), r.stderr
+
+
+def test_an_option_given_at_its_default_value_still_wins(fake, cli_env, workspace) -> None:
+    """``--timeout 60`` after the subcommand overrides ``--timeout 1`` before it, even
+    though 60 is the default: what counts is that the user gave it."""
+    (workspace / "agents.yaml").write_text(
+        "sandbox: none\nagents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n"
+    )
+    fake.script(
+        "coder",
+        Reply(
+            tool_calls=[
+                call("File", chain_of_thought="", file_name="t.py", body="import time\ntime.sleep(1.5)\n")
+            ]
+        ),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
+        Reply(text=lambda b: last_tool_output(b)),
+    )
+    r = invoke(["--timeout", "1", "ask", "--timeout", "60", "x", "-y"], cli_env, workspace)
+    assert r.returncode == 0 and r.stdout.startswith("exit status 0"), r.stdout + r.stderr
