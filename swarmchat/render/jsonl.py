@@ -100,13 +100,12 @@ class JsonlWriter:
         self.include_partial = include_partial
         self._callers: dict[str, str] = {}
 
-    def write(self, kind: str, payload: dict[str, Any] | None = None, **fields: Any) -> None:
+    def write(self, kind: str, **fields: Any) -> None:
         line = {
             "v": SCHEMA_VERSION,
             "type": kind,
             "ts": timestamp(),
             "session_id": self.session_id,
-            **(payload or {}),
             **fields,
         }
         self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -119,7 +118,8 @@ class JsonlWriter:
             return
         line = line_for(e, self._callers.get(e.run_id, "user"))
         if line is not None:
-            self.write(*line)
+            kind, fields = line
+            self.write(kind, **fields)
 
 
 def line_for(e: Event, caller: str) -> tuple[str, dict[str, Any]] | None:

@@ -17,7 +17,7 @@ from instructor import OpenAISchema
 from pydantic import ConfigDict, ValidationError
 
 from swarmchat.errors import ToolError
-from swarmchat.events import Approval, ApprovalRequested, ApprovalResolved, ToolSummary
+from swarmchat.events import Approval, ApprovalReason, ApprovalRequested, ApprovalResolved, ToolSummary
 from swarmchat.messages import ModelClient, ToolSpec
 from swarmchat.scope import RunScope
 
@@ -85,13 +85,13 @@ async def invoke(tool: Tool, ctx: ToolContext, approver: Approver) -> str:
             )
         )
         if not approved:
-            raise ToolError(declined(approval, reason == "non-interactive"))
+            raise ToolError(declined(approval, reason))
     return await tool.run(ctx)
 
 
-def declined(approval: Approval, non_interactive: bool) -> str:
+def declined(approval: Approval, reason: ApprovalReason) -> str:
     """What the model is told when the user (or a non-interactive session) said no."""
-    if non_interactive:
+    if reason == "non-interactive":
         return (
             f"{approval.subject} was not {approval.done}: {approval.doing} it needs the user's approval "
             "and this session is non-interactive (the user can allow it with --yes). Tell the user."
