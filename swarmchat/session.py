@@ -25,6 +25,7 @@ from swarmchat.environment import (
 from swarmchat.events import Event, RunFinished
 from swarmchat.store import Store
 from swarmchat.swarm import SwarmSpec, load_swarm
+from swarmchat.pathpolicy import PathPolicy
 from swarmchat.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ class Session:
     def __init__(self, opts: Options, asker: Asker | None = None, client: ModelClient | None = None) -> None:
         self.swarm = resolve_swarm(opts)
         self.provider = provider_from_env()
-        self.workspace = Workspace(Path(opts.workspace) if opts.workspace else Path.cwd())
+        policy = PathPolicy.for_session(opts.agents_file)
+        self.workspace = Workspace(Path(opts.workspace) if opts.workspace else Path.cwd(), policy)
         home = ensure_private_dir(user_home())
         self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))
         self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))

@@ -15,6 +15,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from swarmchat.errors import ConfigError, ToolError
+from swarmchat.pathpolicy import PathPolicy, Verdict
 
 MAX_NAME = 255
 MAX_PATH = 1024
@@ -25,7 +26,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 class Workspace:
     """A root directory plus safe read/write helpers for names chosen by agents."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, policy: PathPolicy | None = None) -> None:
+        self.policy = policy or PathPolicy()
         try:
             self.root = root.expanduser().resolve(strict=True)
         except (FileNotFoundError, NotADirectoryError):
@@ -33,36 +35,33 @@ class Workspace:
         if not self.root.is_dir():
             raise ConfigError(f"workspace is not a directory: {root}")
 
-    def snapshot(self, limit: int = 5000) -> dict[str, float]:
-        """Modification times of files two levels deep (skipping dot-directories), bounded,
-        to tell afterwards which files a run created or changed."""
-        seen: dict[str, float] = {}
-        stack = [(self.root, "", 0)]
-        while stack and len(seen) < limit:
-            path, prefix, depth = stack.pop()
-            try:
-                entries = list(os.scandir(path))
-            except OSError:
-                continue
-            for entry in entries[:limit]:
-                try:
-                    if entry.is_file(follow_symlinks=False):
-                        seen[prefix + entry.name] = entry.stat(follow_symlinks=False).st_mtime
-                    elif depth < 1 and entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-                        stack.append((Path(entry.path), f"{prefix}{entry.name}/", depth + 1))
-                except OSError:
-                    continue
-        return seen
-
-    def check_can_run_code(self) -> None:
-        """Refuse to run code whose writable directory would be ``/`` or the home directory
-        (or one of its parents): that would hand agent code the user's keys and dotfiles."""
+    def check_writable(self) -> None:
+        """Refuse to write files or run code when the workspace is ``/`` or the home
+        directory (or one of its parents): that would hand agents the user's keys and
+        dotfiles."""
         home = Path.home().resolve()
         if self.root == Path("/") or self.root == home or self.root in home.parents:
             raise ToolError(
-                f"refusing to run code with the workspace at {self.root}: it would expose your "
-                "home directory. Tell the user to start swarmchat in a project directory or "
-                "pass --workspace DIR."
+                f"refusing to write files or run code with the workspace at {self.root}: it "
+                "would expose your home directory. Tell the user to start swarmchat in a "
+                "project directory or pass --workspace DIR."
+            )
+
+    def verdict(self, name: str) -> Verdict:
+        """``ok``, ``hidden`` (credentials) or ``protected`` (run later by the host)."""
+        return self.policy.verdict(self.root, self.parts(name))
+
+    def _check(self, name: str, parts: list[str], writing: bool) -> None:
+        verdict = self.policy.verdict(self.root, parts)
+        if verdict == "hidden":
+            raise ToolError(
+                f"'{name}' holds credentials: agents may not read or write it "
+                "(the user can expose names with SWARMCHAT_EXPOSE)"
+            )
+        if verdict == "protected" and writing:
+            raise ToolError(
+                f"'{name}' is protected: something on the host runs it later (git, the shell, "
+                "an editor, Python or swarmchat itself), so agents may not change it"
             )
 
     def parts(self, name: str) -> list[str]:
@@ -108,14 +107,19 @@ class Workspace:
             raise
         return fd
 
-    def write(self, name: str, data: bytes) -> str:
+    def write(self, name: str, data: bytes, mode: int = 0o644) -> str:
         """Write ``data`` to ``name`` atomically; returns the normalised relative path."""
         parts = self.parts(name)
+        self.check_writable()
+        self._check(name, parts, writing=True)
         dfd = self._open_dir(parts[:-1], create=True)
         tmp = f".{parts[-1][:200]}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                mode & 0o777,
+                dir_fd=dfd,
             )
             try:
                 view = memoryview(data)
@@ -143,10 +147,11 @@ class Workspace:
     def read(self, name: str, limit: int = 1 << 20) -> tuple[str, bytes]:
         """Read a regular file inside the workspace without following symlinks."""
         parts = self.parts(name)
+        self._check(name, parts, writing=False)
         dfd = self._open_dir(parts[:-1], create=False)
         try:
-            try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:  # O_NONBLOCK: a FIFO planted in the workspace must not hang swarmchat
+                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
             except FileNotFoundError:
                 raise ToolError(f"'{name}' does not exist in the workspace") from None
             except OSError as exc:
@@ -154,7 +159,7 @@ class Workspace:
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise ToolError(f"'{name}' is not a regular file")
-                data = os.read(fd, limit + 1)
+                data = _read_upto(fd, limit + 1)
             finally:
                 os.close(fd)
         finally:
@@ -162,3 +167,32 @@ class Workspace:
         if len(data) > limit:
             raise ToolError(f"'{name}' is larger than {limit} bytes")
         return "/".join(parts), data
+
+    def unchanged(self, name: str, identity: tuple[int, int, int, int]) -> bool:
+        """True when ``name`` is still the file seen as (st_dev, st_ino, size, mtime_ns)."""
+        try:
+            st = os.stat(self.root.joinpath(*self.parts(name)), follow_symlinks=False)
+        except (OSError, ToolError):
+            return False
+        return stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity
+
+    def remove(self, name: str) -> None:
+        """Delete a regular file the agents deleted in their copy (never a directory)."""
+        parts = self.parts(name)
+        self.check_writable()
+        self._check(name, parts, writing=True)
+        dfd = self._open_dir(parts[:-1], create=False)
+        try:
+            if stat.S_ISREG(os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False).st_mode):
+                os.unlink(parts[-1], dir_fd=dfd)
+        finally:
+            os.close(dfd)
+
+
+def _read_upto(fd: int, limit: int) -> bytes:
+    """``os.read`` returns at most what one call gives (2 GiB, or less on some files)."""
+    chunks, size = [], 0
+    while size < limit and (chunk := os.read(fd, min(1 << 20, limit - size))):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

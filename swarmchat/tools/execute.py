@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr
 from swarmchat.errors import ToolError
 from swarmchat.events import Approval, ToolSummary
 from swarmchat.sandbox.supervise import ExecResult
+from swarmchat.staging import SyncReport, staged
 from swarmchat.textsafe import FILES_MARKER, visible_controls
 from swarmchat.tools.base import Tool, ToolContext
 from swarmchat.tools.files import WORKSPACE_NOTE
@@ -23,6 +24,7 @@ class ExecutePyFile(Tool):
     prompt_note: ClassVar[str] = WORKSPACE_NOTE
     file_name: str = Field(description="Path of the .py file relative to the workspace")
     _path: str = PrivateAttr(default="")  # the checked relative path, set by approval()
+    _code: bytes = PrivateAttr(default=b"")  # the bytes the user saw: exactly these run
 
     def summary(self) -> ToolSummary:
         return ToolSummary(
@@ -35,31 +37,45 @@ class ExecutePyFile(Tool):
         """The code itself and where it will run. Refuses, before anyone is asked, a file
         that is missing, a workspace that would expose the home directory, or a machine
         where no sandbox works."""
-        self._path, data = ctx.workspace.read(self.file_name)
-        ctx.workspace.check_can_run_code()
+        self._path, self._code = ctx.workspace.read(self.file_name)
+        ctx.workspace.check_writable()
         executor = await ctx.sandbox.executor()
         if executor.refusal:
             raise ToolError(f"{self._path} was not run: {executor.refusal}")
         return Approval(
             subject=self._path,
-            preview=data.decode("utf-8", errors="replace"),
+            preview=self._code.decode("utf-8", errors="replace"),
             language="python",
             sandbox=executor.name,
             network=ctx.scope.agent.network,
         )
 
     async def run(self, ctx: ToolContext) -> str:
-        executor = await ctx.sandbox.executor()
-        before = ctx.workspace.snapshot()
-        result = await executor.run(self._path, ctx.workspace.root, ctx.exec_timeout, ctx.scope.agent.network)
-        after = ctx.workspace.snapshot()
-        changed = sorted(n for n, mtime in after.items() if before.get(n) != mtime)
-        text = format_exec_result(result, ctx.exec_timeout)
-        if changed:
-            shown = ", ".join(visible_controls(n) for n in changed[:CHANGED_SHOWN])
-            more = f" (and {len(changed) - CHANGED_SHOWN} more)" if len(changed) > CHANGED_SHOWN else ""
-            text += f"\n{FILES_MARKER}{shown}{more}"
-        return text
+        """Run the approved bytes on a private copy of the workspace; bring back only the
+        regular files the run wrote (see staging.py)."""
+        async with ctx.sandbox.slot():
+            executor = await ctx.sandbox.executor()
+            with staged(ctx.workspace, self._path, self._code, executor.run_as) as run:
+                result = await executor.run(self._path, run.root, ctx.exec_timeout, ctx.scope.agent.network)
+                report = run.sync_back()
+        return format_exec_result(result, ctx.exec_timeout) + format_sync(report)
+
+
+def format_sync(report: SyncReport) -> str:
+    """The files the run changed in the workspace, and what it left that was not kept."""
+    text = ""
+    changed = sorted(report.written)
+    if changed:
+        shown = ", ".join(visible_controls(n) for n in changed[:CHANGED_SHOWN])
+        more = f" (and {len(changed) - CHANGED_SHOWN} more)" if len(changed) > CHANGED_SHOWN else ""
+        text += f"\n{FILES_MARKER}{shown}{more}"
+    if report.deleted:
+        text += "\nDeleted: " + ", ".join(visible_controls(n) for n in report.deleted[:CHANGED_SHOWN])
+    for name, why in report.refused[:CHANGED_SHOWN]:
+        text += f"\nNot kept: {visible_controls(name)}: {why}"
+    if len(report.refused) > CHANGED_SHOWN:
+        text += f"\n(and {len(report.refused) - CHANGED_SHOWN} more not kept)"
+    return text
 
 
 def format_exec_result(result: ExecResult, timeout: float) -> str:

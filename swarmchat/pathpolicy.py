@@ -1,0 +1,167 @@
+"""Which workspace paths agents may not read or write, whatever tool or code they use.
+
+Two lists, because the dangers differ:
+
+* **hidden**: credentials. Agent code never sees them (they are left out of its private
+  copy of the workspace), ``File`` cannot write them and no tool reads them. The ``.env``
+  swarmchat loads its own key from is always hidden; other names can be exposed with
+  ``SWARMCHAT_EXPOSE`` (comma-separated glob patterns, e.g. ``*.pem``).
+* **protected**: files something on the host runs later, without asking: git hooks and
+  config, direnv's ``.envrc``, shell start-up files, editor task files, a virtual
+  environment and ``*.pth`` / ``sitecustomize.py``, pre-commit's config, and the swarm file
+  (``sandbox: none`` there would disarm the next session). Agents may read them; nothing
+  they write reaches them.
+
+Names are compared case-folded, so ``.GIT/hooks`` on a case-insensitive disk is ``.git``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Verdict = Literal["ok", "hidden", "protected"]
+
+# Credential files and directories (any component matching hides the path).
+HIDDEN_NAMES = (
+    ".env",
+    ".env.*",
+    "*.env",
+    ".netrc",
+    "_netrc",
+    ".git-credentials",
+    ".pgpass",
+    ".my.cnf",
+    ".npmrc",
+    ".pypirc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    ".htpasswd",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".kube",
+    ".docker",
+    ".terraform.d",
+    "gcloud",
+    "credentials.json",
+    "service-account*.json",
+    "application_default_credentials.json",
+)
+EXAMPLE_SUFFIXES = (".example", ".sample", ".template", ".dist")  # .env.example is documentation
+
+# Directories whose contents run later, or are never agent material (any component).
+PROTECTED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".bzr",
+        ".venv",
+        ".direnv",
+        ".vscode",
+        ".idea",
+        ".devcontainer",
+        ".github",
+        "site-packages",
+        "dist-packages",
+        ".husky",
+    }
+)
+# Files that something runs without asking (any directory).
+PROTECTED_FILES = (
+    ".envrc",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".zlogout",
+    ".cshrc",
+    ".tcshrc",
+    ".login",
+    ".inputrc",
+    ".pythonrc",
+    ".pythonrc.py",
+    "sitecustomize.py",
+    "usercustomize.py",
+    "*.pth",
+    "pyvenv.cfg",
+    ".pre-commit-config.yaml",
+    ".gitconfig",
+    ".gitmodules",
+)
+# Left out of agent code's copy: nothing to gain, and too big to copy per run.
+SKIPPED_DIRS = frozenset(
+    {".git", ".hg", ".svn", ".bzr", ".venv", "node_modules", "__pycache__", ".mypy_cache"}
+    | {".pytest_cache", ".ruff_cache", ".tox", ".nox", ".direnv"}
+)
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+@dataclass(frozen=True)
+class PathPolicy:
+    """The verdict for a path inside a workspace, given as its components."""
+
+    exposed: tuple[str, ...] = ()  # user opt-in: hidden names to show anyway
+    hidden_paths: frozenset[Path] = field(default_factory=frozenset)  # always hidden
+    protected_paths: frozenset[Path] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_session(cls, agents_file: str | None, cwd: Path | None = None) -> PathPolicy:
+        """The policy of a session: swarmchat's own ``.env`` hidden, its swarm file protected,
+        the user's ``SWARMCHAT_EXPOSE`` patterns applied."""
+        cwd = cwd or Path.cwd()
+        exposed = tuple(p.strip() for p in os.environ.get("SWARMCHAT_EXPOSE", "").split(",") if p.strip())
+        protected = {_real(cwd / n) for n in ("agents.yaml", "agents.yml", "swarmchat.yaml")}
+        if agents_file and agents_file != "-":
+            protected.add(_real(cwd / agents_file))
+        return cls(exposed, frozenset({_real(cwd / ".env")}), frozenset(protected))
+
+    def verdict(self, root: Path, parts: Sequence[str]) -> Verdict:
+        """``hidden`` wins over ``protected``: a credential file is neither read nor written."""
+        folded = [p.casefold() for p in parts]
+        path = root.joinpath(*parts)
+        if path in self.hidden_paths or any(self._hidden(p) for p in folded):
+            return "hidden"
+        if path in self.protected_paths or any(p in PROTECTED_DIRS for p in folded[:-1]):
+            return "protected"
+        if folded[-1] in PROTECTED_DIRS or _matches(folded[-1], PROTECTED_FILES):
+            return "protected"
+        return "ok"
+
+    def _hidden(self, name: str) -> bool:
+        if name.endswith(EXAMPLE_SUFFIXES) or not _matches(name, HIDDEN_NAMES):
+            return False
+        return not _matches(name, self.exposed)
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def is_skipped_dir(name: str, has_pyvenv: bool) -> bool:
+    """Directories left out of the sandbox copy (version control, environments, caches)."""
+    return has_pyvenv or name.casefold() in SKIPPED_DIRS
