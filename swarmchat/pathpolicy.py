@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +118,13 @@ SKIPPED_DIRS = frozenset(
 )
 
 
-def _matches(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+def _matcher(patterns: Iterable[str]) -> re.Pattern[str]:
+    """One compiled regex for a list of globs: checked for every file of every run."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
+
+
+_HIDDEN = _matcher(HIDDEN_NAMES)
+_PROTECTED = _matcher(PROTECTED_FILES)
 
 
 @dataclass(frozen=True)
@@ -148,14 +154,14 @@ class PathPolicy:
             return "hidden"
         if path in self.protected_paths or any(p in PROTECTED_DIRS for p in folded[:-1]):
             return "protected"
-        if folded[-1] in PROTECTED_DIRS or _matches(folded[-1], PROTECTED_FILES):
+        if folded[-1] in PROTECTED_DIRS or _PROTECTED.match(folded[-1]):
             return "protected"
         return "ok"
 
     def _hidden(self, name: str) -> bool:
-        if name.endswith(EXAMPLE_SUFFIXES) or not _matches(name, HIDDEN_NAMES):
+        if name.endswith(EXAMPLE_SUFFIXES) or not _HIDDEN.match(name):
             return False
-        return not _matches(name, self.exposed)
+        return not (self.exposed and _matcher(p.casefold() for p in self.exposed).match(name))
 
 
 def _real(path: Path) -> Path:

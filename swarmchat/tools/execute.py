@@ -55,7 +55,8 @@ class ExecutePyFile(Tool):
         regular files the run wrote (see staging.py)."""
         async with ctx.sandbox.slot():
             executor = await ctx.sandbox.executor()
-            with staged(ctx.workspace, self._path, self._code, executor.run_as) as run:
+            shm = executor.name == "landlock"  # there code sees /dev/shm: copies live elsewhere
+            with staged(ctx.workspace, self._path, self._code, executor.run_as, shm_shared=shm) as run:
                 result = await executor.run(self._path, run.root, ctx.exec_timeout, ctx.scope.agent.network)
                 report = run.sync_back()
         return format_exec_result(result, ctx.exec_timeout) + format_sync(report)

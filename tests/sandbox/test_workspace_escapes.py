@@ -24,7 +24,7 @@ from sbx_helpers import executor_for
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import PathPolicy
 from swarmchat.sandbox.supervise import ExecResult
-from swarmchat.staging import PREFIX, CopyLimits, SyncReport, staged
+from swarmchat.staging import PREFIX, CopyLimits, SyncReport, scratch_bases, staged
 from swarmchat.workspace import Workspace
 
 SECRET = "sk-live-" + "7" * 40
@@ -65,7 +65,12 @@ def tree(root: Path) -> dict[str, tuple[str, int, str]]:
 
 
 def leftovers() -> list[str]:
-    return [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(f"{PREFIX}{os.getpid()}-")]
+    return [
+        f"{base}/{n}"
+        for base in {*scratch_bases(), *scratch_bases(shm_shared=True), tempfile.gettempdir()}
+        for n in os.listdir(base)
+        if n.startswith(f"{PREFIX}{os.getpid()}-")
+    ]
 
 
 # --- 1. secrets in the workspace --------------------------------------------------------------
