@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from swarmchat.events import Approval, ApprovalReason
+from swarmchat.textsafe import visible_controls
 
 Mode = Literal["auto", "ask", "deny"]
 Asker = Callable[[str], Awaitable[str]]  # question -> "y" | "n" | "a"
@@ -53,4 +54,5 @@ def question(approval: Approval) -> str:
         " with network access" if approval.network else ""
     )
     action = approval.verb[:1].upper() + approval.verb[1:]
-    return f"{action} {approval.subject}{extra}? [y]es / [n]o / [a]lways this session"
+    # The subject is the agent's (a file name): what is asked about must be what is shown.
+    return visible_controls(f"{action} {approval.subject}{extra}? [y]es / [n]o / [a]lways this session")

@@ -351,10 +351,13 @@ def exit_code(error: SwarmchatError) -> int:
 
 
 def report(error: SwarmchatError) -> int:
-    """Print the error as one line (and a hint); return its exit code."""
-    sys.stderr.write(f"swarmchat: error: {error.message}\n")
+    """Print the error as one line (and a hint); return its exit code. Messages may quote an
+    agent (an answer cut short, a provider's reply): made visible, never sent raw."""
+    from swarmchat.textsafe import visible_controls
+
+    sys.stderr.write(f"swarmchat: error: {visible_controls(error.message)}\n")
     if error.hint:
-        sys.stderr.write(f"hint: {error.hint}\n")
+        sys.stderr.write(f"hint: {visible_controls(error.hint)}\n")
     sys.stderr.flush()
     return exit_code(error)
 

@@ -10,7 +10,6 @@ alone turns it into an exit code.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,10 @@ from typing import Any, Literal
 
 from swarmchat.errors import InterruptedRunError, RunFailedError, SwarmchatError, TurnLimitError
 from swarmchat.render import Fanout, Sink
-from swarmchat.render.jsonl import Collector, JsonlWriter
+from swarmchat.render.jsonl import Collector, JsonlWriter, dumps
 from swarmchat.render.plain import PlainRenderer, StderrNotices
 from swarmchat.session import Options, Session
+from swarmchat.textsafe import visible_controls
 
 OutputFormat = Literal["text", "json", "jsonl"]
 
@@ -94,9 +94,11 @@ def _run(session: Session, prompt: str, emit: Fanout, renderer: Any) -> Swarmcha
 def _write_result(result: dict[str, Any], output: AskOutput, rendered: bool) -> None:
     completed = result["status"] == "completed"
     if output.format in ("json", "jsonl"):  # the same object ends a --jsonl stream
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps(result) + "\n")
     elif completed and not rendered:
-        sys.stdout.write(result["answer"].rstrip("\n") + "\n")
+        # Piped, the answer is data and passes as written; on a terminal it is displayed.
+        answer = visible_controls(result["answer"]) if sys.stdout.isatty() else result["answer"]
+        sys.stdout.write(answer.rstrip("\n") + "\n")
     sys.stdout.flush()
     if output.out and completed:
         Path(output.out).write_text(result["answer"].rstrip("\n") + "\n", encoding="utf-8")

@@ -132,25 +132,27 @@ class PathPolicy:
     """The verdict for a path inside a workspace, given as its components."""
 
     exposed: tuple[str, ...] = ()  # user opt-in: hidden names to show anyway
-    hidden_paths: frozenset[Path] = field(default_factory=frozenset)  # always hidden
+    hidden_paths: frozenset[Path] = field(default_factory=frozenset)  # always hidden, and below
     protected_paths: frozenset[Path] = field(default_factory=frozenset)
 
     @classmethod
-    def for_session(cls, agents_file: str | None, cwd: Path | None = None) -> PathPolicy:
-        """The policy of a session: swarmchat's own ``.env`` hidden, its swarm file protected,
-        the user's ``SWARMCHAT_EXPOSE`` patterns applied."""
+    def for_session(cls, agents_file: str | None, cwd: Path | None = None, data: Path | None = None) -> PathPolicy:
+        """The policy of a session: swarmchat's own ``.env`` and data directory (its
+        database of every conversation) hidden, its swarm file protected, the user's
+        ``SWARMCHAT_EXPOSE`` patterns applied."""
         cwd = cwd or Path.cwd()
         exposed = tuple(p.strip() for p in os.environ.get("SWARMCHAT_EXPOSE", "").split(",") if p.strip())
         protected = {_real(cwd / n) for n in ("agents.yaml", "agents.yml", "swarmchat.yaml")}
         if agents_file and agents_file != "-":
             protected.add(_real(cwd / agents_file))
-        return cls(exposed, frozenset({_real(cwd / ".env")}), frozenset(protected))
+        hidden = {_real(cwd / ".env"), *([_real(data)] if data else [])}
+        return cls(exposed, frozenset(hidden), frozenset(protected))
 
     def verdict(self, root: Path, parts: Sequence[str]) -> Verdict:
         """``hidden`` wins over ``protected``: a credential file is neither read nor written."""
         folded = [p.casefold() for p in parts]
         path = root.joinpath(*parts)
-        if path in self.hidden_paths or any(self._hidden(p) for p in folded):
+        if any(h == path or h in path.parents for h in self.hidden_paths) or any(map(self._hidden, folded)):
             return "hidden"
         if path in self.protected_paths or any(p in PROTECTED_DIRS for p in folded[:-1]):
             return "protected"

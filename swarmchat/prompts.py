@@ -26,6 +26,7 @@ from prompt_toolkit.output import create_output
 
 from swarmchat.approval import Asker
 from swarmchat.environment import ensure_private_dir
+from swarmchat.textsafe import visible_controls
 
 ANSWERS = ("y", "yes", "n", "no", "a", "always")
 ASK_ATTEMPTS = 5  # unrecognised answers before "no"
@@ -40,9 +41,10 @@ def approval_asker(on_interrupt: Callable[[], None] | None = None) -> Asker:
     session: PromptSession[str] = PromptSession(output=output)
 
     async def ask(question: str) -> str:
+        shown = visible_controls(question)  # approval.question() did; a custom caller may not
         for _ in range(ASK_ATTEMPTS):
             try:
-                answer = (await session.prompt_async(question + " ")).strip().lower()
+                answer = (await session.prompt_async(shown + " ")).strip().lower()
             except (KeyboardInterrupt, EOFError):
                 if on_interrupt is None:
                     raise KeyboardInterrupt from None

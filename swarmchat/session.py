@@ -80,7 +80,7 @@ class Session:
     def __init__(self, opts: Options, asker: Asker | None = None, client: ModelClient | None = None) -> None:
         self.swarm = resolve_swarm(opts)
         self.provider = provider_from_env()
-        policy = PathPolicy.for_session(opts.agents_file)
+        policy = PathPolicy.for_session(opts.agents_file, data=user_home())
         self.workspace = Workspace(Path(opts.workspace) if opts.workspace else Path.cwd(), policy)
         home = ensure_private_dir(user_home())
         self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))

@@ -46,6 +46,7 @@ class CopyLimits:
     in_bytes: int = 128 << 20
     out_files: int = 2000
     out_bytes: int = 256 << 20
+    out_entries: int = 20000  # files and directories looked at on the way back
 
     @classmethod
     def from_env(cls) -> CopyLimits:
@@ -81,6 +82,7 @@ class StagedRun:
         self.root = base / "ws"
         self.limits = limits
         self.seen: dict[str, _Seen] = {}
+        self.dirs = 0
 
     # --- in -------------------------------------------------------------------------------
 
@@ -110,6 +112,9 @@ class StagedRun:
                     continue
                 if is_skipped_dir(entry.name, os.path.exists(os.path.join(entry.path, "pyvenv.cfg"))):
                     continue
+                self.dirs += 1
+                if self.dirs > self.limits.in_files:
+                    raise self._too_big()
                 (dst / entry.name).mkdir(mode=0o755)
                 total = self._copy_dir(Path(entry.path), dst / entry.name, rel + "/", depth + 1, total)
             elif entry.is_file(follow_symlinks=False) and self.workspace.verdict(rel) != "hidden":
@@ -175,7 +180,7 @@ class StagedRun:
         """Bring the run's regular files home; call only once every process of it is dead."""
         report = SyncReport()
         present: set[str] = set()
-        budget = [self.limits.out_files, self.limits.out_bytes]
+        budget = [self.limits.out_files, self.limits.out_bytes, self.limits.out_entries]
         try:
             fd = os.open(self.root, _DIR)
         except OSError:
@@ -195,6 +200,11 @@ class StagedRun:
             names = sorted(os.listdir(dfd))
             for name in names:
                 rel = prefix + name
+                budget[2] -= 1
+                if budget[2] < 0:
+                    if budget[2] == -1:
+                        report.refused.append((prefix or ".", "too many entries; the rest was not looked at"))
+                    return
                 try:
                     st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                 except OSError:
@@ -224,6 +234,12 @@ class StagedRun:
         before = self.seen.get(rel)
         if before and (before.size, before.mtime_ns, before.mode) == (st.st_size, st.st_mtime_ns, st.st_mode):
             return
+        if not _utf8(rel):
+            report.refused.append((ascii(rel), "the name is not valid UTF-8"))
+            return
+        if before and before.host[2] >= 0 and not self.workspace.unchanged(rel, before.host):
+            report.refused.append((rel, "changed in the workspace during the run; that version was kept"))
+            return
         verdict = self.workspace.verdict(rel)
         if verdict != "ok":
             why = "holds credentials" if verdict == "hidden" else "is protected (the host runs it later)"
@@ -249,6 +265,14 @@ class StagedRun:
         report.written.append(rel)
         if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
             report.refused.append((rel, "setuid/setgid bits were dropped"))
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_all(fd: int, limit: int) -> bytes:

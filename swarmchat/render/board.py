@@ -24,6 +24,7 @@ from swarmchat.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from swarmchat.textsafe import visible_controls
 
 
 @dataclass
@@ -90,12 +91,13 @@ class Board:
 
     def lines(self, now: float | None = None) -> list[tuple[RunView, str]]:
         """Status lines; safe to call from the live region's refresh thread (it iterates a
-        snapshot while the event thread adds and removes runs)."""
+        snapshot while the event thread adds and removes runs). The activity is in a tool's
+        words, with a file name the agent chose: made visible here, for every drawer."""
         now = time.monotonic() if now is None else now
         return [
             (
                 v,
-                f"{v.label()} · {v.activity} · {now - v.started:.1f} s"
+                visible_controls(f"{v.label()} · {v.activity} · {now - v.started:.1f} s")
                 + (f" · {human_tokens(v.tokens)} tokens" if v.tokens else ""),
             )
             for v in list(self.runs.values())

@@ -21,8 +21,15 @@ from swarmchat.events import (
     ToolCallStarted,
     Usage,
 )
+from swarmchat.textsafe import json_visible
 
 SCHEMA_VERSION = 1
+
+
+def dumps(value: Any) -> str:
+    """JSON as UTF-8 text. JSON escapes C0 controls only; DEL, C1 (U+009B is a CSI) and bidi
+    controls are escaped too, so a person reading ``--jsonl`` on a terminal is not lied to."""
+    return json_visible(json.dumps(value, ensure_ascii=False))
 
 
 def timestamp() -> str:
@@ -108,7 +115,7 @@ class JsonlWriter:
             "session_id": self.session_id,
             **fields,
         }
-        self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self.stream.write(dumps(line) + "\n")
         self.stream.flush()
 
     def __call__(self, e: Event) -> None:

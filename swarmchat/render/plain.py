@@ -29,6 +29,7 @@ class PlainRenderer:
         self.stream = stream
 
     def _write(self, depth: int, text: str) -> None:
+        """Every line passes here, made visible: names, output and errors are the agents'."""
         pad = "  " * depth
         self.stream.write(pad + visible_controls(text).replace("\n", "\n" + pad) + "\n")
         self.stream.flush()
@@ -75,11 +76,11 @@ class StderrNotices:
     def __call__(self, e: Event) -> None:
         match e:
             case ApprovalRequested() if e.approval.unconfined and self.warn_unconfined:
-                self._say(f"warning: {visible_controls(e.approval.subject)} runs UNCONFINED (no sandbox)")
+                self._say(f"warning: {e.approval.subject} runs UNCONFINED (no sandbox)")
             case ApprovalResolved() if not e.approved and e.reason == "non-interactive":
                 a = e.approval
                 how = "it needs approval; pass --yes (-y) to allow it"
-                self._say(f"skipped {a.doing} {visible_controls(a.subject)} for {e.agent}: {how}")
+                self._say(f"skipped {a.doing} {a.subject} for {e.agent}: {how}")
             case (
                 RunStarted()
                 | TextDelta()
@@ -97,5 +98,5 @@ class StderrNotices:
                 assert_never(e)
 
     def _say(self, line: str) -> None:
-        self.stream.write(f"swarmchat: {line}\n")
+        self.stream.write(f"swarmchat: {visible_controls(line)}\n")
         self.stream.flush()

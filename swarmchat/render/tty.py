@@ -8,6 +8,10 @@ Sub-agent conversations appear under a ``caller → callee`` header, indented by
 each agent's colour; when agents run in parallel one streams and the others are printed
 as whole blocks when their message ends. ``brief`` folds each finished sub-agent exchange
 into one summary line.
+
+Agent-controlled text is passed through ``visible_controls`` where it enters (so lines wrap
+at their shown width) and again on every segment printed (:class:`Shown`), which also
+catches what Markdown makes of character references such as ``&#x202e;``.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import os
 import re
 from typing import IO, Any, assert_never
 
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.padding import Padding
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 
 from swarmchat.events import (
@@ -72,12 +78,27 @@ def make_console(file: IO[str], width: int | None = None, color: bool | None = N
     )
 
 
+class Shown:
+    """A renderable whose printed text is display-safe: the last guard before the terminal.
+    rich's own control segments (cursor moves of the live region) pass; styles and links
+    are rich's to write, not text."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for seg in console.render(self.renderable, options):
+            yield seg if seg.control else Segment(visible_controls(seg.text), seg.style)
+
+
 def say(console: Console, text: str, style: str = "dim") -> None:
-    """One notice line outside a turn (the REPL's banner, command answers, errors)."""
-    console.print(Text(text, style=style))
+    """One notice line outside a turn (the REPL's banner, command answers, errors, the
+    stored messages ``/show`` prints)."""
+    console.print(Shown(Text(visible_controls(text), style=style)))
 
 
 def trim_lines(text: str, limit: int = RESULT_LINES) -> str:
+    """At most ``limit`` lines. Give it visible text: ``splitlines`` also splits at CR."""
     lines = text.rstrip().splitlines() or [""]
     if len(lines) <= limit:
         return "\n".join(lines)
@@ -93,7 +114,6 @@ class _LiveView:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from rich.markdown import Markdown
-        from rich.segment import Segment
 
         r = self.r
         self.frame += 1
@@ -106,7 +126,7 @@ class _LiveView:
                 yield Segment.line()
         elif r.owner is not None and r.partial and r.owner in r.board.runs:
             view = r.board.runs[r.owner]
-            yield Text(" " * INDENT * view.depth + r.partial, style=r.color(view.agent))
+            yield Text(" " * INDENT * view.depth + visible_controls(r.partial), style=r.color(view.agent))
         spin = SPINNER[self.frame % len(SPINNER)]
         for view, label in status:
             yield Text(" " * INDENT * view.depth + f"{spin} {label}", style=f"dim {r.color(view.agent)}")
@@ -153,25 +173,34 @@ class RichRenderer:
     def _print(self, renderable: Any, depth: int) -> None:
         if depth:
             renderable = Padding(renderable, (0, 0, 0, INDENT * depth), expand=False)
-        self.console.print(renderable)
+        self.console.print(Shown(renderable))
 
     def _line(self, text: str, style: str, depth: int) -> None:
-        self._print(Text(text, style=style), depth)
+        self._print(Text(visible_controls(text), style=style), depth)
 
     def _code(self, code: str, language: str, depth: int) -> None:
+        """Code as it will run: what would move the cursor or hide a line is shown instead."""
         from rich.syntax import Syntax
 
         syntax = Syntax(
-            code.rstrip("\n"), language, theme="monokai", word_wrap=True, background_color="default"
+            visible_controls(code).rstrip("\n"),
+            language,
+            theme="monokai",
+            word_wrap=True,
+            background_color="default",
         )
         self._print(syntax, depth + 1)
+
+    def live_view(self) -> Shown:
+        """What the live region draws, display-safe like everything printed."""
+        return Shown(_LiveView(self))
 
     def _start_live(self) -> None:
         if self._live is None and self.console.is_interactive:
             from rich.live import Live
 
             self._live = Live(
-                _LiveView(self),
+                self.live_view(),
                 console=self.console,
                 transient=True,
                 refresh_per_second=10,
@@ -233,10 +262,10 @@ class RichRenderer:
             for block in self.markdown.feed(e.text):
                 self._print_markdown(block)
             return
-        self.partial += visible_controls(e.text)
+        self.partial += e.text  # made visible when shown: a CRLF may span two deltas
         if "\n" in self.partial:
             done, self.partial = self.partial.rsplit("\n", 1)
-            self._line(done, self.color(e.agent), e.depth)
+            self._line(done.removesuffix("\r"), self.color(e.agent), e.depth)
 
     def _on_message_completed(self, e: MessageCompleted) -> None:
         if e.run_id == self.entry_run:
@@ -246,7 +275,7 @@ class RichRenderer:
                 self._line(self.partial, self.color(e.agent), e.depth)
         elif e.run_id in self._buffers:
             text = "".join(self._buffers.pop(e.run_id))
-            self._line(visible_controls(text).rstrip(), self.color(e.agent), e.depth)
+            self._line(text.rstrip(), self.color(e.agent), e.depth)
         if self.owner == e.run_id:
             self.owner, self.partial = None, ""
 
@@ -255,16 +284,14 @@ class RichRenderer:
             return
         header = Text()
         header.append(f"{e.agent} → ", style=f"bold {self.color(e.agent)}")
-        header.append(e.recipient, style=f"bold {self.color(e.recipient)}")
+        header.append(visible_controls(e.recipient), style=f"bold {self.color(e.recipient)}")
         self._print(header, e.depth + 1)
         self._line(trim_lines(visible_controls(e.text), 20), self.color(e.agent), e.depth + 1)
 
     def _on_tool_started(self, e: ToolCallStarted) -> None:
         if e.summary.delegates:
             return  # MessageSent shows the message itself
-        self._line(
-            f"⚙ {e.agent} {visible_controls(e.summary.headline)}", "bold " + self.color(e.agent), e.depth
-        )
+        self._line(f"⚙ {e.agent} {e.summary.headline}", "bold " + self.color(e.agent), e.depth)
         if e.summary.preview:
             self._code(e.summary.preview, e.summary.language, e.depth)
 
@@ -283,12 +310,13 @@ class RichRenderer:
     def _show_images(self, names: list[str], depth: int) -> None:
         for name in names:
             if IMAGE_RE.search(name) and self.workspace:
-                path = os.path.join(self.workspace, name)
-                self._print(Text.assemble("🖼  ", (path, f"underline link file://{path}")), depth)
+                path = visible_controls(os.path.join(self.workspace, name))
+                link = Style(underline=True, link=f"file://{path}")  # a Style: a name is not parsed
+                self._print(Text.assemble("🖼  ", (path, link)), depth)
 
     def _on_approval_requested(self, e: ApprovalRequested) -> None:
         a = e.approval
-        subject = visible_controls(a.subject)
+        subject = a.subject  # _line makes it visible
         if a.unconfined:
             self._line(
                 f"⚠ {subject} runs UNCONFINED: no sandbox, with your user's full rights", "bold red", e.depth
@@ -316,7 +344,7 @@ class RichRenderer:
         if self.owner == e.run_id:
             self.owner, self.partial = None, ""
         if hidden and e.depth == 1 and view is not None:
-            first = (e.text.strip().splitlines() or [e.error or ""])[0][:120]
+            first = (visible_controls(e.text).strip().splitlines() or [e.error or ""])[0][:120]
             tokens = human_tokens(e.usage.total_tokens)
             self._line(
                 f"{view.label()} · {e.status} · {view.tool_calls} tool calls · {tokens} tokens: {first}",

@@ -358,3 +358,41 @@ def test_private_copies_are_removed_after_timeout_and_cancel(tier: str, workspac
     asyncio.run(cancelled())
     assert time.monotonic() - started < 10
     assert leftovers() == []
+
+
+def test_the_data_directory_inside_the_workspace_is_hidden(tier: str, workspace: Path) -> None:
+    data = workspace / "state"
+    data.mkdir()
+    (data / "swarmchat.db").write_text(f"every conversation {SECRET}")
+    policy = PathPolicy.for_session(None, cwd=workspace, data=data)
+    result, _ = run_staged(tier, workspace, READ_EVERYTHING, policy=policy)
+    assert result.exit_code == 0 and SECRET not in result.stdout
+    with pytest.raises(ToolError):
+        Workspace(workspace, policy).write("state/swarmchat.db", b"forged")
+
+
+def test_edits_made_on_the_host_during_a_run_are_kept(tier: str, workspace: Path) -> None:
+    (workspace / "notes.txt").write_text("v1")
+    code = (
+        "import os, time\nfor _ in range(500):\n    if os.path.exists('/proc/self'):\n        break\n"
+        "time.sleep(1.0)\nopen('notes.txt', 'w').write('from the run')\n"
+    )
+
+    def user_edits() -> None:
+        time.sleep(0.5)
+        (workspace / "notes.txt").write_text("the user's edit")
+
+    editor = threading.Thread(target=user_edits)
+    editor.start()
+    _, report = run_staged(tier, workspace, code)
+    editor.join()
+    assert (workspace / "notes.txt").read_text() == "the user's edit"
+    assert [n for n, _ in report.refused] == ["notes.txt"]
+
+
+def test_names_that_are_not_utf8_do_not_come_back(tier: str, workspace: Path) -> None:
+    code = "open(b'caf\\xe9.txt', 'w').write('x')\nopen('ok.txt', 'w').write('y')\n"
+    result, report = run_staged(tier, workspace, code)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(os.listdir(workspace)) == ["ok.txt"]
+    assert report.refused and "UTF-8" in report.refused[0][1]
