@@ -20,9 +20,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from swarmchat.errors import ToolError
-from swarmchat.pathpolicy import is_skipped_dir
+from swarmchat.pathpolicy import Verdict, is_skipped_dir
 from swarmchat.workspace import Workspace
 
 PREFIX = "swarmchat-run-"
@@ -108,7 +109,7 @@ class StagedRun:
             if entry.is_symlink():
                 continue
             if entry.is_dir(follow_symlinks=False):
-                if depth >= MAX_DEPTH or self.workspace.verdict(rel) == "hidden":
+                if depth >= MAX_DEPTH or self._verdict(rel) not in ("ok", "protected"):
                     continue
                 if is_skipped_dir(entry.name, os.path.exists(os.path.join(entry.path, "pyvenv.cfg"))):
                     continue
@@ -117,7 +118,7 @@ class StagedRun:
                     raise self._too_big()
                 (dst / entry.name).mkdir(mode=0o755)
                 total = self._copy_dir(Path(entry.path), dst / entry.name, rel + "/", depth + 1, total)
-            elif entry.is_file(follow_symlinks=False) and self.workspace.verdict(rel) != "hidden":
+            elif entry.is_file(follow_symlinks=False) and self._verdict(rel) in ("ok", "protected"):
                 if len(self.seen) >= self.limits.in_files:
                     raise self._too_big()
                 total += self._copy_file(entry.path, dst / entry.name, rel)
@@ -155,6 +156,13 @@ class StagedRun:
             mine.st_size, mine.st_mtime_ns, mine.st_mode, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         )
         return st.st_size
+
+    def _verdict(self, rel: str) -> Verdict | Literal["invalid"]:
+        """The path policy's verdict; names no tool could use (a newline...) are invalid."""
+        try:
+            return self.workspace.verdict(rel)
+        except ToolError:
+            return "invalid"
 
     def _too_big(self) -> ToolError:
         lim = self.limits
@@ -240,7 +248,10 @@ class StagedRun:
         if before and before.host[2] >= 0 and not self.workspace.unchanged(rel, before.host):
             report.refused.append((rel, "changed in the workspace during the run; that version was kept"))
             return
-        verdict = self.workspace.verdict(rel)
+        verdict = self._verdict(rel)
+        if verdict == "invalid":
+            report.refused.append((rel, "not a valid file name"))
+            return
         if verdict != "ok":
             why = "holds credentials" if verdict == "hidden" else "is protected (the host runs it later)"
             report.refused.append((rel, f"{why}; agents may not change it"))

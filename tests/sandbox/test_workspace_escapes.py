@@ -396,3 +396,12 @@ def test_names_that_are_not_utf8_do_not_come_back(tier: str, workspace: Path) ->
     assert result.exit_code == 0, result.stderr
     assert sorted(os.listdir(workspace)) == ["ok.txt"]
     assert report.refused and "UTF-8" in report.refused[0][1]
+
+
+def test_odd_names_in_the_workspace_do_not_stop_runs(tier: str, workspace: Path) -> None:
+    (workspace / "line\nbreak.txt").write_text("odd")
+    code = "import os\nprint(sorted(os.listdir('.')))\nopen('new\\nline.txt', 'w').write('x')\n"
+    result, report = run_staged(tier, workspace, code)
+    assert result.exit_code == 0, result.stderr
+    assert "agent.py" in result.stdout and "break" not in result.stdout
+    assert ("new\nline.txt", "not a valid file name") in report.refused
