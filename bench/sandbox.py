@@ -1,12 +1,15 @@
 """Per-run cost of each sandbox tier against a bare ``python3`` run of the same file.
 
 Target (issue 3): tier 1 (bubblewrap) adds under 50 ms per run. Not a test: run
-``make bench`` and read the numbers.
+``make bench`` and read the numbers. As root, the rows "as nobody" measure the path where
+code drops to uid 65534 (a system interpreter), against a bare run of that interpreter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -20,9 +23,12 @@ RUNS = 25
 SCRIPT = "import json, os\nprint(json.dumps({'cwd': os.getcwd()}))\n"
 
 
-def bare(ws: Path) -> float:
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def bare(ws: Path, python: str = sys.executable) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "t.py"], cwd=ws, capture_output=True, check=True)
+    subprocess.run([python, "t.py"], cwd=ws, capture_output=True, check=True)
     return time.perf_counter() - start
 
 
@@ -34,25 +40,41 @@ async def through(executor, ws: Path) -> float:  # type: ignore[no-untyped-def]
 
 
 async def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        ws = Path(tmp)
+    base_dir = tempfile.mkdtemp()
+    os.chmod(base_dir, 0o755)  # uid 65534 must reach the workspace below
+    try:
+        ws = Path(base_dir, "ws")
+        ws.mkdir()
         (ws / "t.py").write_text(SCRIPT)
         rows = {"bare python3 (subprocess.run)": [bare(ws) for _ in range(RUNS)]}
+        baselines = {"bare python3 (subprocess.run)": ""}
         executors = {"supervisor, unconfined": UnconfinedExecutor(sys.executable)}
-        for tier in ("bwrap", "landlock"):
-            box = Sandbox(tier, python=sys.executable)  # type: ignore[arg-type]
-            chosen = await box.executor()
-            if chosen.confined:
-                executors[f"tier {tier}"] = chosen
-            else:
-                print(f"(tier {tier} unavailable: {box.statuses[-1].detail})")
+        as_nobody = os.getuid() == 0 and os.access(SYSTEM_PYTHON, os.X_OK)
+        pythons = [sys.executable, *([SYSTEM_PYTHON] if as_nobody else [])]
+        for python in pythons:
+            for tier in ("bwrap", "landlock"):
+                box = Sandbox(tier, python=python)  # type: ignore[arg-type]
+                chosen = await box.executor()
+                label = f"tier {tier}" + (" as nobody" if chosen.run_as else "")
+                if chosen.confined and (python == sys.executable or chosen.run_as):
+                    executors[label] = chosen
+                elif not chosen.confined:
+                    print(f"(tier {tier} unavailable: {box.statuses[-1].detail})")
         for label, executor in executors.items():
+            if executor.run_as:
+                os.chown(ws, *executor.run_as)
+                if "bare system python3" not in rows:
+                    rows["bare system python3"] = [bare(ws, SYSTEM_PYTHON) for _ in range(RUNS)]
+                    baselines["bare system python3"] = "bare system python3"
+                baselines[label] = "bare system python3"
             await through(executor, ws)  # warm up
             rows[label] = [await through(executor, ws) for _ in range(RUNS)]
-    base = statistics.median(rows["bare python3 (subprocess.run)"])
+    finally:
+        shutil.rmtree(base_dir, ignore_errors=True)
     print(f"{'run of a small script':32} {'median ms':>10} {'extra ms':>9}")
     for label, samples in rows.items():
         median = statistics.median(samples)
+        base = statistics.median(rows[baselines.get(label) or "bare python3 (subprocess.run)"])
         print(f"{label:32} {median * 1000:10.1f} {(median - base) * 1000:9.1f}")
 
 

@@ -136,7 +136,9 @@ class PathPolicy:
     protected_paths: frozenset[Path] = field(default_factory=frozenset)
 
     @classmethod
-    def for_session(cls, agents_file: str | None, cwd: Path | None = None, data: Path | None = None) -> PathPolicy:
+    def for_session(
+        cls, agents_file: str | None, cwd: Path | None = None, data: Path | None = None
+    ) -> PathPolicy:
         """The policy of a session: swarmchat's own ``.env`` and data directory (its
         database of every conversation) hidden, its swarm file protected, the user's
         ``SWARMCHAT_EXPOSE`` patterns applied."""

@@ -23,9 +23,9 @@ from swarmchat.environment import (
     user_home,
 )
 from swarmchat.events import Event, RunFinished
+from swarmchat.pathpolicy import PathPolicy
 from swarmchat.store import Store
 from swarmchat.swarm import SwarmSpec, load_swarm
-from swarmchat.pathpolicy import PathPolicy
 from swarmchat.workspace import Workspace
 
 if TYPE_CHECKING:

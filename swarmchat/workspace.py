@@ -151,7 +151,9 @@ class Workspace:
         dfd = self._open_dir(parts[:-1], create=False)
         try:
             try:  # O_NONBLOCK: a FIFO planted in the workspace must not hang swarmchat
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+                fd = os.open(
+                    parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd
+                )
             except FileNotFoundError:
                 raise ToolError(f"'{name}' does not exist in the workspace") from None
             except OSError as exc:

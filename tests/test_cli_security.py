@@ -68,7 +68,8 @@ def test_a_hostile_model_cannot_reach_the_project_secrets_or_hooks(
     with sqlite3.connect(db) as conn:
         dump = "\n".join(conn.iterdump())
     assert DOTENV_SECRET not in dump
-    outputs = [m["content"] for req in fake.for_agent("coder") for m in req.body["messages"] if m["role"] == "tool"]
+    last = fake.for_agent("coder")[-1].body["messages"]
+    outputs = [m["content"] for m in last if m["role"] == "tool"]
     assert "protected" in outputs[0]  # File on .git was refused, and the model was told why
     assert "Not kept: .git/hooks/pre-commit" in outputs[2] and "Not kept: .env" in outputs[2]
     assert "credentials" in outputs[3]  # .env cannot be run (or shown for approval)

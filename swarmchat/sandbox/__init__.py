@@ -1,9 +1,12 @@
 """Running agent-written code on the user's machine, confined.
 
-``tiers`` chooses how (bubblewrap, Landlock + seccomp, unconfined by opt-in, or refusal),
-``confine`` builds each tier's command line, ``jail`` is the standard-library trampoline
-that applies rlimits, Landlock and seccomp, ``cgroups`` caps and reaps a run's processes,
-and ``supervise`` starts and bounds them. The words for tiers are declared here, once.
+``tiers`` chooses how (bubblewrap, Landlock + seccomp, unconfined by opt-in, or refusal) and
+reports what holds (``protections``); ``executors`` run a file per tier, ``confine`` builds
+their command lines and ``runtime`` finds the interpreter without running its start-up
+code. ``jail`` is the standard-library trampoline every confined run starts through: it
+joins the run's ``cgroups``, drops to an unprivileged uid and every capability
+(``privileges``), applies ``landlock`` and ``seccomp``, then execs; ``supervise`` starts
+and bounds the processes. The words for tiers are declared here, once.
 """
 
 from __future__ import annotations

@@ -12,11 +12,16 @@ import getpass
 import json
 import os
 import sys
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
+from swarmchat.sandbox.runtime import Runtime
+
+__all__ = ["Limits", "Runtime", "bwrap_argv", "etc_files", "jail_argv", "landlock_paths", "sandbox_env"]
+
 JAIL = str(Path(__file__).with_name("jail.py"))
+NOBODY = (65534, 65534)  # the unprivileged uid and gid code runs as when swarmchat is root
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Only what programs need from /etc: never shadow, ssh keys or the host's users.
 ETC_FILES = (
@@ -40,14 +45,16 @@ NET_ETC_FILES = ("resolv.conf", "hosts", "gai.conf", "host.conf")
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-run resource limits (rlimits apply to each process; NPROC to the whole user)."""
+    """Per-run resource limits. rlimits bind each process (NPROC: the whole uid); the
+    cgroup limits bind the run as a whole, where a cgroup can be made (``cgroups.py``)."""
 
-    memory_bytes: int = 4 << 30
-    processes: int = 256
+    memory_bytes: int = 4 << 30  # RLIMIT_AS, per process
+    processes: int = 256  # pids cgroup, and RLIMIT_NPROC above what the uid already runs
     open_files: int = 1024
-    file_bytes: int = 512 << 20
+    file_bytes: int = 64 << 20  # RLIMIT_FSIZE: no single file grows past this
     tmp_bytes: int = 256 << 20
     cpu_grace_seconds: int = 5
+    run_memory_bytes: int = 1 << 30  # memory cgroup: every process of the run together
 
     def rlimits(self, timeout: float, user_processes: int) -> dict[str, int]:
         return {
@@ -57,38 +64,15 @@ class Limits:
             "RLIMIT_NOFILE": self.open_files,
             "RLIMIT_FSIZE": self.file_bytes,
             "RLIMIT_CORE": 0,
+            "RLIMIT_RTPRIO": 0,  # no real-time scheduling (seccomp refuses it too)
+            "RLIMIT_NICE": 0,  # may become nicer, never less nice
         }
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """The Python that runs agent code, as found outside any sandbox."""
-
-    executable: str
-    prefixes: tuple[str, ...]  # sys.prefix and sys.base_prefix, resolved
-    extra_paths: tuple[str, ...] = ()  # user site-packages and other sys.path entries
-
-    DISCOVER = (
-        "import json, os, sys; r = os.path.realpath; print(json.dumps({'exe': sys.executable, "
-        "'prefixes': sorted({r(sys.prefix), r(sys.base_prefix), sys.prefix, sys.base_prefix}), "
-        "'path': [p for p in sys.path if p and os.path.isdir(p)]}))"
-    )
-
-    @classmethod
-    def from_json(cls, text: str) -> Runtime:
-        data = json.loads(text)
-        prefixes = tuple(data["prefixes"])
-        extra = tuple(p for p in data["path"] if not any(os.path.realpath(p).startswith(q) for q in prefixes))
-        return cls(data["exe"], prefixes, extra)
-
-    @property
-    def read_only(self) -> list[str]:
-        return [*self.prefixes, *self.extra_paths]
-
-
-def user_process_count() -> int:
-    """Processes this user runs now: RLIMIT_NPROC counts them all, so limits add to it."""
-    uid, count = os.getuid(), 0
+def user_process_count(uid: int | None = None) -> int:
+    """Processes ``uid`` (default: ours) runs now: RLIMIT_NPROC counts them all, so the
+    limit adds to it."""
+    uid, count = os.getuid() if uid is None else uid, 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
@@ -99,8 +83,11 @@ def user_process_count() -> int:
     return count
 
 
-def sandbox_env(workspace: Path, runtime: Runtime, tmp: str = "/tmp") -> dict[str, str]:
+def sandbox_env(
+    workspace: Path, runtime: Runtime, tmp: str = "/tmp", user: str | None = None
+) -> dict[str, str]:
     """The whole environment agent code sees: an allowlist, no secrets."""
+    user = user or _user()
     env = {
         "PATH": SYSTEM_PATH,
         "HOME": str(workspace),
@@ -112,13 +99,13 @@ def sandbox_env(workspace: Path, runtime: Runtime, tmp: str = "/tmp") -> dict[st
         "PYTHONDONTWRITEBYTECODE": "1",
         "MPLBACKEND": "Agg",
         "TERM": "dumb",
-        "USER": _user(),
-        "LOGNAME": _user(),
+        "USER": user,
+        "LOGNAME": user,
         "MPLCONFIGDIR": f"{tmp}/matplotlib",
         "XDG_CACHE_HOME": f"{tmp}/cache",
     }
-    if runtime.extra_paths:
-        env["PYTHONPATH"] = os.pathsep.join(runtime.extra_paths)
+    if runtime.pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(runtime.pythonpath)
     return env
 
 
@@ -129,18 +116,21 @@ def _user() -> str:
         return "sandbox"
 
 
-@dataclass
-class EtcDir:
-    """Synthetic ``/etc/passwd`` and ``/etc/group`` naming only the sandbox user."""
+def user_name(uid: int) -> str:
+    """The name code sees for itself: ours, or ``nobody`` when it runs as 65534."""
+    return "nobody" if uid == NOBODY[0] and os.getuid() != uid else _user()
 
-    path: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="swarmchat-etc-"))
 
-    def write(self, home: Path) -> None:
-        uid, gid, user = os.getuid(), os.getgid(), _user()
-        Path(self.path, "passwd").write_text(
-            f"{user}:x:{uid}:{gid}:{user}:{home}:/bin/sh\nnobody:x:65534:65534::/:/usr/sbin/nologin\n"
-        )
-        Path(self.path, "group").write_text(f"{user}:x:{gid}:\nnogroup:x:65534:\n")
+def etc_files(home: Path, uid: int, gid: int) -> dict[str, bytes]:
+    """Synthetic ``/etc/passwd`` and ``/etc/group`` naming only the sandbox user, for
+    bubblewrap's ``--ro-bind-data`` (from pipes: nothing to write, nothing to clean up)."""
+    user = user_name(uid)
+    passwd = f"{user}:x:{uid}:{gid}:{user}:{home}:/bin/sh\n"
+    group = f"{user}:x:{gid}:\n"
+    if uid != NOBODY[0]:
+        passwd += "nobody:x:65534:65534::/:/usr/sbin/nologin\n"
+        group += "nogroup:x:65534:\n"
+    return {"passwd": passwd.encode(), "group": group.encode()}
 
 
 _BWRAP_ISOLATION = (  # every namespace, no nested ones, no capabilities, dies with swarmchat
@@ -162,27 +152,53 @@ def bwrap_argv(
     *,
     network: bool,
     limits: Limits,
-    etc: EtcDir,
+    etc_fds: dict[str, int],
     seccomp_fd: int | None,
+    user: str | None = None,
 ) -> list[str]:
     """The bubblewrap command that runs ``runtime`` confined to ``workspace``."""
     ws = str(workspace)
-    argv = [bwrap, *_BWRAP_ISOLATION, *(["--share-net"] if network else []), *_system_binds(network, etc)]
-    argv += ["--dev", "/dev", "--size", str(8 << 20), "--tmpfs", "/dev/shm", "--proc", "/proc"]
+    argv = [bwrap, *_BWRAP_ISOLATION, *(["--share-net"] if network else []), *_system_binds(network, etc_fds)]
+    argv += [
+        "--dev",
+        "/dev",
+        "--size",
+        str(8 << 20),
+        "--tmpfs",
+        "/dev/shm",
+        "--proc",
+        "/proc",
+        *_proc_masks(),
+    ]
     argv += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--bind", ws, ws]
     # Read-only binds come after the workspace, so an interpreter or venv that lives inside
     # the workspace stays read-only.
     for path in runtime.read_only:
         argv += ["--ro-bind-try", path, path]
     argv += ["--remount-ro", "/", "--chdir", ws, "--clearenv"]
-    for key, value in sandbox_env(workspace, runtime).items():
+    for key, value in sandbox_env(workspace, runtime, user=user).items():
         argv += ["--setenv", key, value]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
     return argv
 
 
-def _system_binds(network: bool, etc: EtcDir) -> list[str]:
+@cache
+def _proc_masks() -> tuple[str, ...]:
+    """A fresh /proc is the kernel's own: as (namespaced) root its sysctls are writable
+    (``kernel.core_pattern`` runs a program as host root). As Docker does: /proc/sys and
+    other kernel knobs read-only, files that leak kernel memory or keys masked."""
+    argv: list[str] = []
+    for name in ("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi"):
+        if os.path.exists(f"/proc/{name}"):
+            argv += ["--ro-bind", f"/proc/{name}", f"/proc/{name}"]
+    for name in ("kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats"):
+        if os.path.exists(f"/proc/{name}"):
+            argv += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    return tuple(argv)
+
+
+def _system_binds(network: bool, etc_fds: dict[str, int]) -> list[str]:
     """Read-only /usr and its top-level links, and only the /etc files programs need."""
     argv = ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -194,8 +210,8 @@ def _system_binds(network: bool, etc: EtcDir) -> list[str]:
     argv += ["--dir", "/etc"]
     for name in ETC_FILES + (NET_ETC_FILES if network else ()):
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for name in ("passwd", "group"):
-        argv += ["--ro-bind", f"{etc.path}/{name}", f"/etc/{name}"]
+    for name, fd in etc_fds.items():
+        argv += ["--ro-bind-data", str(fd), f"/etc/{name}"]
     return argv
 
 

@@ -2,7 +2,9 @@
 
 stdin from /dev/null, its own session and process group (killed whole on timeout, cancel
 or flood), bounded output, exit detected with a pidfd (a background grandchild holding the
-pipes cannot stall it), and an explicit close of the pipes.
+pipes cannot stall it), and an explicit close of the pipes. Clean-up holds on every way
+out, a second cancellation (Ctrl-C twice) included: what must happen then happens
+synchronously.
 """
 
 from __future__ import annotations
@@ -10,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from swarmchat.sandbox import confine
-from swarmchat.sandbox.cgroups import PidsCgroup
+from swarmchat.sandbox.cgroups import RunCgroup
 from swarmchat.sandbox.confine import Limits
 
 OUTPUT_CAP = 32 * 1024
 FLOOD_LIMIT = 8 * 1024 * 1024  # past this many bytes the run is stopped
 DRAIN_SECONDS = 0.5
+TERM_GRACE_SECONDS = 1.0  # a jail told to stop gets this long to kill its tree
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,12 @@ async def supervise_jailed(
     timeout: float,
     pass_fds: tuple[int, ...] = (),
 ) -> ExecResult:
-    """Start ``command`` through the jail trampoline, inside its own pids cgroup when one
-    can be made; the cgroup is emptied afterwards, so no process of the run survives it."""
-    group = PidsCgroup.create(limits.processes)
+    """Start ``command`` through the jail trampoline, inside its own pids and memory
+    cgroups where they can be made; they are emptied and removed afterwards, so no process
+    of the run survives it."""
+    group = RunCgroup.create(limits.processes, limits.run_memory_bytes)
     if group is not None:
-        spec["cgroup"] = group.procs_file
+        spec["cgroups"] = group.procs_files
     try:
         return await supervise(
             confine.jail_argv(spec, command),
@@ -114,16 +119,40 @@ async def _end(
 ) -> None:
     """Whatever happened (exit, deadline, flood, cancel): the process group dies, the
     readers stop, the process is reaped and its pipes are closed."""
-    if terminate_first and proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(Exception):
-            await _wait_exit(proc, 1.0)
-    _kill_group(proc.pid)
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    await _reap(proc)
+    try:
+        if terminate_first and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                with contextlib.suppress(Exception):
+                    await _wait_exit(proc, TERM_GRACE_SECONDS)
+            except asyncio.CancelledError:  # cancelled again: the jail still gets its grace
+                _wait_exit_blocking(proc.pid, TERM_GRACE_SECONDS)
+                raise
+    finally:
+        _kill_group(proc.pid)
+        for task in readers:
+            task.cancel()
+    try:
+        await asyncio.gather(*readers, return_exceptions=True)
+        await _reap(proc)
+    except asyncio.CancelledError:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        raise
+
+
+def _wait_exit_blocking(pid: int, timeout: float) -> None:
+    """Block until ``pid`` exits or ``timeout`` passes (for when the loop cannot wait)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return
+    try:
+        select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> bool:

@@ -400,9 +400,10 @@ def test_disk_flood_is_bounded(tier: str, workspace: Path) -> None:
 
 
 def test_private_tmp_is_size_capped(workspace: Path) -> None:
-    code = (
-        "import os\nchunk = b'x' * (1 << 20)\ntry:\n    with open('/tmp/fill', 'wb') as f:\n"
-        "        for _ in range(1024):\n            f.write(chunk)\nexcept OSError as e:\n    print('stopped', e.errno)\n"
+    code = (  # files under RLIMIT_FSIZE (64 MiB) each, so the tmpfs size is what stops it
+        "import os\nchunk = b'x' * (1 << 20)\ntry:\n    for i in range(32):\n"
+        "        with open(f'/tmp/fill{i}', 'wb') as f:\n            for _ in range(32):\n                f.write(chunk)\n"
+        "except OSError as e:\n    print('stopped', e.errno)\n"
     )
     r = run("bwrap", workspace, code, timeout=30)
     assert "stopped 28" in r.stdout  # ENOSPC at the tmpfs size, not the host's disk
@@ -506,9 +507,9 @@ def test_daemons_die_without_a_cgroup_too(
 ) -> None:
     """Non-root users get no pids cgroup: the pid namespace (bwrap) or the jail acting as
     subreaper (Landlock) must still take detached daemons down."""
-    from swarmchat.sandbox.cgroups import PidsCgroup
+    from swarmchat.sandbox.cgroups import RunCgroup
 
-    monkeypatch.setattr(PidsCgroup, "create", classmethod(lambda cls, n: None))
+    monkeypatch.setattr(RunCgroup, "create", classmethod(lambda cls, *limits: None))
     name = script_name()
     code = daemon_code(name, "import time; time.sleep(60)")
     r = run(tier, workspace, code, name=name)

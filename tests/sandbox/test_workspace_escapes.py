@@ -214,7 +214,9 @@ def test_swarm_file_given_with_a_path_is_protected(workspace: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["/", "home", "home-parent"])
-def test_file_writes_are_refused_in_home_or_root(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_writes_are_refused_in_home_or_root(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "home" / "user"
     home.mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
@@ -329,9 +331,12 @@ def test_file_floods_are_capped_and_cleaned_up(tier: str, workspace: Path) -> No
 def test_a_big_workspace_is_refused_with_a_reason(workspace: Path) -> None:
     for i in range(20):
         (workspace / f"f{i}.txt").write_text("x")
-    with pytest.raises(ToolError, match="SWARMCHAT_COPY_MAX_FILES"):
-        with staged(Workspace(workspace), "a.py", b"", limits=CopyLimits(in_files=10)):
-            pass
+    too_many = CopyLimits(in_files=10)
+    with (
+        pytest.raises(ToolError, match="SWARMCHAT_COPY_MAX_FILES"),
+        staged(Workspace(workspace), "a.py", b"", limits=too_many),
+    ):
+        pass
     assert leftovers() == []
 
 
@@ -345,7 +350,9 @@ def test_private_copies_are_removed_after_timeout_and_cancel(tier: str, workspac
 
     async def cancelled() -> None:
         async def go() -> None:
-            with staged(ws, "a.py", b"import os, time\nos.chmod('.', 0o500)\ntime.sleep(30)\n", executor.run_as) as r:
+            with staged(
+                ws, "a.py", b"import os, time\nos.chmod('.', 0o500)\ntime.sleep(30)\n", executor.run_as
+            ) as r:
                 await executor.run("a.py", r.root, 30)
 
         task = asyncio.create_task(go())
