@@ -14,6 +14,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -294,10 +295,10 @@ def doctor(
     sandbox: SandboxOpt = None,
     unsafe_local_exec: UnsafeOpt = False,
 ) -> None:
-    """Show which sandbox runs agent code here.
+    """Show which sandbox runs agent code here, and what it protects.
 
-    Each isolation tier is probed; the report says which one runs agent code and why the
-    others do not."""
+    Each isolation tier is probed; the report lists the protections each one gives on
+    this machine, which one runs agent code and why the others do not."""
     from swarmchat.session import make_sandbox, resolve_swarm
 
     values: dict[str, tuple[str, Any]] = {
@@ -308,19 +309,10 @@ def doctor(
     opts = _merge(ctx, **{field: value for param, (field, value) in values.items() if _given(ctx, param)})
     box = make_sandbox(opts, resolve_swarm(opts))
 
-    async def check() -> tuple[Any, list[Any], Any]:
-        return await box.runtime(), await box.report(), await box.executor()
+    from swarmchat.doctor import report as doctor_report
 
-    runtime, statuses, chosen = asyncio.run(check())
-    typer.echo(f"python for agent code: {runtime.executable}")
-    for s in statuses:
-        typer.echo(f"  {'ok  ' if s.ok else 'no  '} {s.name:9} {s.detail}")
-    if chosen.refusal:
-        typer.echo("agent code: NOT RUN (no sandbox works; --unsafe-local-exec runs it unconfined)")
-    elif chosen.confined:
-        typer.echo(f"agent code runs in: {chosen.name}")
-    else:
-        typer.echo("agent code runs: UNCONFINED (sandbox: none or --unsafe-local-exec)")
+    for line in asyncio.run(doctor_report(box, Path.cwd())):
+        typer.echo(line)
 
 
 def _read_prompt(prompt: str | None) -> str:

@@ -160,7 +160,7 @@ def describe(ctx: Context, facts: dict[str, Any]) -> list[Protection]:
         Protection(
             "parallel runs bounded",
             True,
-            f"{ctx.parallel_runs} at a time (SWARMCHAT_MAX_PARALLEL_RUNS) for callers holding Sandbox.slot()",
+            f"{ctx.parallel_runs} at a time (SWARMCHAT_MAX_PARALLEL_RUNS); more wait their turn",
         ),
     ]
     return out

@@ -113,3 +113,24 @@ def test_doctor_reports_tiers(cli_env, workspace, broken_bwrap) -> None:
     assert r.returncode == 0
     assert "no   bwrap     probe failed: bwrap: setting up uid map: Permission denied" in r.stdout
     assert "agent code runs in:" in r.stdout or "NOT RUN" in r.stdout
+
+
+def test_doctor_lists_the_protections_in_force(cli_env, workspace, tmp_path) -> None:
+    r = run_cli(["doctor"], cli_env, workspace)
+    assert r.returncode == 0, r.stderr
+    working = [t for t in ("bwrap", "landlock") if f"ok   {t}" in r.stdout]
+    assert working, r.stdout
+    for tier in working:
+        assert f"{tier} protections:" in r.stdout
+    for promise in (
+        "no capabilities",
+        "/proc/sys read-only",
+        "setuid/setgid files refused",
+        "credential files",
+    ):
+        assert promise in r.stdout
+    assert f"yes  {workspace.resolve()} may be written by agents" in r.stdout
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    at_home = run_cli(["doctor"], {**cli_env, "HOME": str(home)}, home)
+    assert "NO   agents may not write here" in at_home.stdout

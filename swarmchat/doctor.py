@@ -1,0 +1,54 @@
+"""``swarmchat doctor``: what protects the user on this machine, tier by tier.
+
+Kept out of the CLI module so the report is plain lines a test can read, and so the
+sandbox is imported only when someone asks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swarmchat.sandbox import TIERS
+from swarmchat.sandbox.tiers import Sandbox
+from swarmchat.workspace import Workspace
+
+
+async def report(box: Sandbox, workspace: Path) -> list[str]:
+    """The interpreter, each tier with every protection it gives here, the workspace
+    protections (every tier), and where agent code runs."""
+    runtime = await box.runtime()
+    lines = [f"python for agent code: {runtime.executable}"]
+    for status in await box.report():
+        lines.append(f"  {'ok  ' if status.ok else 'no  '} {status.name:9} {status.detail}")
+    for tier in TIERS:
+        protections = await box.protections(tier)
+        if not protections[0].in_force:
+            continue
+        lines.append(f"{tier} protections:")
+        for p in protections[1:]:
+            lines.append(f"  {'yes ' if p.in_force else 'NO  '} {p.name}: {p.detail}")
+    lines += _workspace_lines(workspace)
+    chosen = await box.executor()
+    if chosen.refusal:
+        lines.append("agent code: NOT RUN (no sandbox works; --unsafe-local-exec runs it unconfined)")
+    elif chosen.confined:
+        lines.append(f"agent code runs in: {chosen.name}")
+    else:
+        lines.append("agent code runs: UNCONFINED (sandbox: none or --unsafe-local-exec)")
+    return lines
+
+
+def _workspace_lines(root: Path) -> list[str]:
+    lines = [
+        "workspace protections (every tier):",
+        "  yes  private copy per run: only regular files come back, no links or setuid bits",
+        "  yes  credential files hidden (.env*, *.pem, id_*, .netrc, .aws/...; SWARMCHAT_EXPOSE opts in)",
+        "  yes  read-only for agents: .git, .envrc, shell start-up files, .venv, *.pth, the swarm file",
+        "  yes  the code that runs is the code you approved (byte for byte)",
+    ]
+    try:
+        Workspace(root).check_writable()
+        lines.append(f"  yes  {root} may be written by agents")
+    except Exception as exc:  # a ToolError, or a workspace that does not exist
+        lines.append(f"  NO   agents may not write here: {str(exc).split(': it', 1)[0]}")
+    return lines
