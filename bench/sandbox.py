@@ -1,6 +1,7 @@
 """Per-run cost of each sandbox tier against a bare ``python3`` run of the same file.
 
-Target (issue 3): tier 1 (bubblewrap) adds under 50 ms per run. Not a test: run
+Target (issues 3 and 8): tier 1 (bubblewrap) adds under 50 ms per run, including the
+private copy of a small workspace that every ``ExecutePyFile`` runs on. Not a test: run
 ``make bench`` and read the numbers. As root, the rows "as nobody" measure the path where
 code drops to uid 65534 (a system interpreter), against a bare run of that interpreter.
 """
@@ -18,6 +19,8 @@ import time
 from pathlib import Path
 
 from swarmchat.sandbox.tiers import Sandbox, UnconfinedExecutor
+from swarmchat.staging import staged
+from swarmchat.workspace import Workspace
 
 RUNS = 25
 SCRIPT = "import json, os\nprint(json.dumps({'cwd': os.getcwd()}))\n"
@@ -37,6 +40,29 @@ async def through(executor, ws: Path) -> float:  # type: ignore[no-untyped-def]
     result = await executor.run("t.py", ws, 30)
     assert result.exit_code == 0, result.stderr
     return time.perf_counter() - start
+
+
+async def through_copy(executor, project: Path) -> float:  # type: ignore[no-untyped-def]
+    """As ExecutePyFile runs code: a private copy of a small project, then the sync back."""
+    start = time.perf_counter()
+    shm = executor.name == "landlock"
+    with staged(Workspace(project), "t.py", SCRIPT.encode(), executor.run_as, shm_shared=shm) as run:
+        result = await executor.run("t.py", run.root, 30)
+        run.sync_back()
+    assert result.exit_code == 0, result.stderr
+    return time.perf_counter() - start
+
+
+def small_project(root: Path) -> Path:
+    """A typical small workspace: 60 source and data files, about 200 KB."""
+    project = root / "project"
+    (project / "pkg").mkdir(parents=True)
+    for i in range(40):
+        (project / "pkg" / f"m{i}.py").write_text("x = 1\n" * 500)
+    for i in range(20):
+        (project / f"data{i}.csv").write_text("a,b\n1,2\n" * 300)
+    (project / "t.py").write_text(SCRIPT)
+    return project
 
 
 async def main() -> None:
@@ -69,6 +95,11 @@ async def main() -> None:
                 baselines[label] = "bare system python3"
             await through(executor, ws)  # warm up
             rows[label] = [await through(executor, ws) for _ in range(RUNS)]
+            if executor.confined and not executor.run_as:
+                project = small_project(Path(base_dir))
+                copied = [await through_copy(executor, project) for _ in range(RUNS)]
+                rows[f"{label} + workspace copy"] = copied
+                shutil.rmtree(project)
     finally:
         shutil.rmtree(base_dir, ignore_errors=True)
     print(f"{'run of a small script':32} {'median ms':>10} {'extra ms':>9}")
