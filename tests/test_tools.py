@@ -112,6 +112,32 @@ def test_execute_approval_shows_the_code_and_where_it_runs(workspace: Path) -> N
     assert approval.unconfined
 
 
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        (
+            b"# harmless\rimport os\r\nx = 1\n",
+            "# harmless\nimport os\nx = 1\n",
+        ),  # lone CR is a line to Python
+        (b"\xef\xbb\xbfprint(1)\n", "print(1)\n"),
+    ],
+)
+def test_the_approval_shows_lines_where_python_sees_them(workspace: Path, code: bytes, shown: str) -> None:
+    (workspace / "t.py").write_bytes(code)
+    approval = asyncio.run(ExecutePyFile(file_name="t.py").approval(context(workspace, [], Sandbox("none"))))
+    assert approval.preview == shown
+
+
+@pytest.mark.parametrize("declared", ["utf-7", "latin-1", "utf-16", "rot13"])
+def test_source_in_another_encoding_is_refused(workspace: Path, declared: str) -> None:
+    # '# +AAo-' is a comment on screen, but a line break for Python reading UTF-7.
+    (workspace / "t.py").write_bytes(
+        f"# coding: {declared}\nprint('shown')\n# +AAo-print('hidden')\n".encode()
+    )
+    with pytest.raises(ToolError, match="was not run"):
+        asyncio.run(ExecutePyFile(file_name="t.py").approval(context(workspace, [], Sandbox("none"))))
+
+
 def test_execute_refuses_before_asking_when_no_sandbox_works(workspace: Path) -> None:
     (workspace / "t.py").write_text("print(1)\n")
     box = Sandbox()

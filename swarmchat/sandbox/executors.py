@@ -22,6 +22,10 @@ from swarmchat.sandbox.supervise import ExecResult, supervise, supervise_jailed
 
 PREFIXES = ("swarmchat-tmp-", "swarmchat-probe-")  # then the pid of the swarmchat that made it
 
+# -s: no user site-packages. HOME is the workspace, so ~/.local/.../usercustomize.py or a
+# .pth file there (left by an earlier run) would run before the approved file.
+CODE_FLAGS = ("-s",)
+
 
 class Executor:
     """Runs ``python file`` in a workspace with a deadline; one subclass per kind."""
@@ -111,7 +115,7 @@ class BwrapExecutor(Executor):
             )
             spec = self._jail_spec(uid, timeout, self.limits)
             spec.update(keep_fds=fds, env={"PATH": confine.SYSTEM_PATH})
-            command = [*inner, "--", self.runtime.executable, file]
+            command = [*inner, "--", self.runtime.executable, *CODE_FLAGS, file]
             return await supervise_jailed(spec, command, workspace, self.limits, timeout, pass_fds=tuple(fds))
         finally:
             for fd in fds:
@@ -140,7 +144,7 @@ class LandlockExecutor(Executor):
                 network=network,
                 env=confine.sandbox_env(workspace, self.runtime, tmp, confine.user_name(uid)),
             )
-            command = [self.runtime.executable, file]
+            command = [self.runtime.executable, *CODE_FLAGS, file]
             return await supervise_jailed(spec, command, workspace, self.limits, timeout)
         finally:  # after supervise_jailed: every process of the run is dead by now
             remove_tree(tmp)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tokenize
 from typing import ClassVar
 
 from pydantic import Field, PrivateAttr
@@ -39,12 +41,13 @@ class ExecutePyFile(Tool):
         where no sandbox works."""
         self._path, self._code = ctx.workspace.read(self.file_name)
         ctx.workspace.check_writable()
+        preview = python_as_read(self._path, self._code)
         executor = await ctx.sandbox.executor()
         if executor.refusal:
             raise ToolError(f"{self._path} was not run: {executor.refusal}")
         return Approval(
             subject=self._path,
-            preview=self._code.decode("utf-8", errors="replace"),
+            preview=preview,
             language="python",
             sandbox=executor.name,
             network=ctx.scope.agent.network,
@@ -60,6 +63,24 @@ class ExecutePyFile(Tool):
                 result = await executor.run(self._path, run.root, ctx.exec_timeout, ctx.scope.agent.network)
                 report = run.sync_back()
         return format_exec_result(result, ctx.exec_timeout) + format_sync(report)
+
+
+def python_as_read(path: str, code: bytes) -> str:
+    """The source as Python will read it, for the approval screen. Python honours a coding
+    declaration (``# coding: utf-7`` turns ``+AAo-`` into a line break inside what looks
+    like a comment) and treats a lone CR as a line break: so only UTF-8 source is run,
+    and line breaks are shown where Python sees them."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(code).readline)
+    except SyntaxError as exc:
+        raise ToolError(f"{path} was not run: {exc.msg}") from None
+    if encoding not in ("utf-8", "utf-8-sig"):
+        raise ToolError(
+            f"{path} was not run: it declares the source encoding '{encoding}'; only UTF-8 "
+            "source runs, so that what the user approves is what Python reads"
+        )
+    text = code.decode(encoding, errors="replace")  # utf-8-sig drops a byte-order mark
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def format_sync(report: SyncReport) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -24,6 +25,7 @@ from sbx_helpers import executor_for
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import PathPolicy
 from swarmchat.sandbox.supervise import ExecResult
+from swarmchat.sandbox.tiers import Sandbox
 from swarmchat.staging import PREFIX, CopyLimits, SyncReport, scratch_bases, staged
 from swarmchat.workspace import Workspace
 
@@ -412,3 +414,25 @@ def test_odd_names_in_the_workspace_do_not_stop_runs(tier: str, workspace: Path)
     assert result.exit_code == 0, result.stderr
     assert "agent.py" in result.stdout and "break" not in result.stdout
     assert ("new\nline.txt", "not a valid file name") in report.refused
+
+
+def test_nothing_in_the_workspace_runs_before_the_approved_file(tier: str, workspace: Path) -> None:
+    # HOME is the workspace: with an interpreter outside a venv (user site enabled), a user
+    # site-packages there would run usercustomize.py and .pth files before the approved file.
+    python = os.path.join(sys.base_prefix, "bin", "python3")
+    site = workspace / f".local/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+    site.mkdir(parents=True)
+    (site / "usercustomize.py").write_text("print('IMPLICIT usercustomize')\n")
+    (site / "evil.pth").write_text("import sys; print('IMPLICIT pth')\n")
+    (workspace / "sitecustomize.py").write_text("print('IMPLICIT sitecustomize')\n")
+    box = Sandbox(tier, python=python)  # type: ignore[arg-type]
+    executor = asyncio.run(box.executor())
+    assert executor.confined, box.statuses
+
+    async def go() -> ExecResult:
+        code = b"import site\nprint('approved', site.ENABLE_USER_SITE)\n"
+        with staged(Workspace(workspace), "agent.py", code, executor.run_as) as run:
+            return await executor.run("agent.py", run.root, 10)
+
+    result = asyncio.run(go())
+    assert result.stdout.strip() == "approved False", result
