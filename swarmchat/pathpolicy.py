@@ -82,6 +82,13 @@ PROTECTED_DIRS = frozenset(
         "site-packages",
         "dist-packages",
         ".husky",
+        "node_modules",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
     }
 )
 # Files that something runs without asking (any directory).
@@ -108,10 +115,19 @@ PROTECTED_FILES = (
     "*.pth",
     "pyvenv.cfg",
     ".pre-commit-config.yaml",
+    "lefthook.yml",
+    "lefthook.yaml",
+    ".lefthook.yml",
+    "lefthook-local.yml",
+    ".overcommit.yml",
     ".gitconfig",
     ".gitmodules",
+    "*.pyc",  # bytecode is loaded instead of the source it claims to be compiled from
+    "*.pyo",
 )
-# Left out of agent code's copy: nothing to gain, and too big to copy per run.
+# Left out of agent code's copy: nothing to gain, and too big to copy per run. Also
+# protected: what agents cannot see they may not write, and these are usually ignored by
+# version control, so a change there (a .pyc, a package in node_modules) would go unseen.
 SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".svn", ".bzr", ".venv", "node_modules", "__pycache__", ".mypy_cache"}
     | {".pytest_cache", ".ruff_cache", ".tox", ".nox", ".direnv"}

@@ -159,6 +159,11 @@ RUN_LATER = [
     ".pre-commit-config.yaml",
     ".github/workflows/ci.yml",
     ".GIT/hooks/post-checkout",
+    "mypkg/__pycache__/mod.cpython-311.pyc",
+    "mod.pyc",
+    "node_modules/left-pad/index.js",
+    "lefthook.yml",
+    ".tox/py311/bin/activate",
 ]
 
 
