@@ -45,8 +45,7 @@ async def through(executor, ws: Path) -> float:  # type: ignore[no-untyped-def]
 async def through_copy(executor, project: Path) -> float:  # type: ignore[no-untyped-def]
     """As ExecutePyFile runs code: a private copy of a small project, then the sync back."""
     start = time.perf_counter()
-    shm = executor.name == "landlock"
-    with staged(Workspace(project), "t.py", SCRIPT.encode(), executor.run_as, shm_shared=shm) as run:
+    with staged(Workspace(project), "t.py", SCRIPT.encode(), executor.run_as) as run:
         result = await executor.run("t.py", run.root, 30)
         run.sync_back()
     assert result.exit_code == 0, result.stderr

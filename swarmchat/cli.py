@@ -307,7 +307,7 @@ def doctor(
         "unsafe_local_exec": ("unsafe_local_exec", unsafe_local_exec),
     }
     opts = _merge(ctx, **{field: value for param, (field, value) in values.items() if _given(ctx, param)})
-    box = make_sandbox(opts, resolve_swarm(opts))
+    box = make_sandbox(opts, resolve_swarm(opts), Path.cwd())
 
     from swarmchat.doctor import report as doctor_report
 

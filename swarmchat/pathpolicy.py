@@ -21,7 +21,7 @@ import fnmatch
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -29,9 +29,22 @@ Verdict = Literal["ok", "hidden", "protected"]
 
 # Credential files and directories (any component matching hides the path).
 HIDDEN_NAMES = (
-    ".env",
-    ".env.*",
+    ".env*",  # .env, .env.local, .env~, .envs/, .envrc (direnv exports secrets too)
     "*.env",
+    "#.env*",
+    "*.env~",
+    "secrets.toml",
+    "secrets.yaml",
+    "secrets.yml",
+    "secrets.json",
+    "*.tfstate",
+    "*.tfstate.backup",
+    ".s3cfg",
+    ".boto",
+    ".vault-token",
+    "client_secret*.json",
+    "credentials",
+    "credentials.toml",
     ".netrc",
     "_netrc",
     ".git-credentials",
@@ -82,6 +95,7 @@ PROTECTED_DIRS = frozenset(
         "site-packages",
         "dist-packages",
         ".husky",
+        "conda-meta",
         "node_modules",
         "__pycache__",
         ".tox",
@@ -93,7 +107,18 @@ PROTECTED_DIRS = frozenset(
 )
 # Files that something runs without asking (any directory).
 PROTECTED_FILES = (
-    ".envrc",
+    "agents.yaml",  # a swarm file anywhere: "sandbox: none" for a session started there
+    "agents.yml",
+    "swarmchat.yaml",
+    "head",  # with config, objects/ and refs/ beside it, a directory is a bare git repository
+    ".pdbrc",
+    ".pdbrc.py",
+    "lefthook.toml",
+    ".lefthook.yaml",
+    "lefthook-local.yaml",
+    ".lintstagedrc*",
+    ".devcontainer.json",
+    "*.code-workspace",
     ".bashrc",
     ".bash_profile",
     ".bash_login",
@@ -172,7 +197,9 @@ class PathPolicy:
         path = root.joinpath(*parts)
         if any(h == path or h in path.parents for h in self.hidden_paths) or any(map(self._hidden, folded)):
             return "hidden"
-        if path in self.protected_paths or any(p in PROTECTED_DIRS for p in folded[:-1]):
+        if any(p == path or p in path.parents for p in self.protected_paths):
+            return "protected"
+        if any(p in PROTECTED_DIRS for p in folded[:-1]):
             return "protected"
         if folded[-1] in PROTECTED_DIRS or _PROTECTED.match(folded[-1]):
             return "protected"
@@ -182,6 +209,19 @@ class PathPolicy:
         if name.endswith(EXAMPLE_SUFFIXES) or not _HIDDEN.match(name):
             return False
         return not (self.exposed and _matcher(p.casefold() for p in self.exposed).match(name))
+
+    def with_git_hooks(self, root: Path) -> PathPolicy:
+        """Also protect the hooks directory ``.git/config`` names (``core.hooksPath``, e.g.
+        ``.githooks``): git runs what is there on commit, checkout, merge..."""
+        try:
+            config = (root / ".git" / "config").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return self
+        hooks = {_real(root / m.strip().strip('"')) for m in _HOOKS_PATH.findall(config)}
+        return replace(self, protected_paths=self.protected_paths | hooks) if hooks else self
+
+
+_HOOKS_PATH = re.compile(r"^\s*hookspath\s*=\s*(.+?)\s*$", re.I | re.M)
 
 
 def _real(path: Path) -> Path:

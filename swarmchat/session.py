@@ -67,11 +67,12 @@ def resolve_swarm(opts: Options) -> SwarmSpec:
     return swarm.with_network() if opts.network else swarm
 
 
-def make_sandbox(opts: Options, swarm: SwarmSpec) -> Sandbox:
-    """The sandbox a session runs agent code in (``doctor`` reports on the same one)."""
+def make_sandbox(opts: Options, swarm: SwarmSpec, workspace: Path) -> Sandbox:
+    """The sandbox a session runs agent code in (``doctor`` reports on the same one).
+    Code runs on copies: the real workspace is never bound into it."""
     from swarmchat.sandbox.tiers import Sandbox
 
-    return Sandbox(opts.sandbox or swarm.sandbox, opts.unsafe_local_exec)
+    return Sandbox(opts.sandbox or swarm.sandbox, opts.unsafe_local_exec, private=(workspace,))
 
 
 class Session:
@@ -85,7 +86,7 @@ class Session:
         home = ensure_private_dir(user_home())
         self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))
         self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))
-        self.sandbox = make_sandbox(opts, self.swarm)
+        self.sandbox = make_sandbox(opts, self.swarm, self.workspace.root)
         mode: Mode = "auto" if opts.yes else ("ask" if asker else "deny")
         self.approver = Approver(mode, asker)
         self._client = client

@@ -296,16 +296,14 @@ def _read_all(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def scratch_bases(owner: tuple[int, int] | None = None, shm_shared: bool = False) -> list[str]:
-    """Where copies may live, best first: memory-backed directories make a copy of a few
-    hundred files cost milliseconds instead of a tenth of a second on some disks.
-    ``/dev/shm`` is skipped where agent code can see it (Landlock), so one run cannot reach
-    another's copy; the runtime directory is skipped when code runs as another uid."""
+def scratch_bases(owner: tuple[int, int] | None = None) -> list[str]:
+    """Where copies may live, best first: ``SWARMCHAT_RUN_DIR``, the user's runtime
+    directory (memory-backed on most desktops; skipped when code runs as another uid, which
+    cannot enter it), else the temp directory. Never ``/dev/shm``: the Landlock tier lets
+    code there (POSIX semaphores need it), so a run of another session could reach a copy."""
     found = [os.environ.get("SWARMCHAT_RUN_DIR", "")]
     if owner is None:
         found.append(os.environ.get("XDG_RUNTIME_DIR", ""))
-    if not shm_shared:
-        found.append("/dev/shm")
     ok = [d for d in found if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK)]
     return [*ok, tempfile.gettempdir()]
 
@@ -317,10 +315,9 @@ def staged(
     approved: bytes,
     owner: tuple[int, int] | None = None,
     limits: CopyLimits | None = None,
-    shm_shared: bool = False,
 ) -> Iterator[StagedRun]:
     """A private copy for one run, removed on every way out (errors and cancellation too)."""
-    bases = scratch_bases(owner, shm_shared)
+    bases = scratch_bases(owner)
     sweep_stale(bases)
     base = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=bases[0]))
     run = StagedRun(workspace, base, limits or CopyLimits.from_env())

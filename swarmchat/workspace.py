@@ -34,6 +34,7 @@ class Workspace:
             raise ConfigError(f"workspace does not exist: {root}") from None
         if not self.root.is_dir():
             raise ConfigError(f"workspace is not a directory: {root}")
+        self.policy = self.policy.with_git_hooks(self.root)
 
     def check_writable(self) -> None:
         """Refuse to write files or run code when the workspace is ``/`` or the home
@@ -49,10 +50,24 @@ class Workspace:
 
     def verdict(self, name: str) -> Verdict:
         """``ok``, ``hidden`` (credentials) or ``protected`` (run later by the host)."""
-        return self.policy.verdict(self.root, self.parts(name))
+        parts = self.parts(name)
+        verdict = self.policy.verdict(self.root, parts)
+        return "protected" if verdict == "ok" and self._in_environment(parts) else verdict
+
+    def _in_environment(self, parts: list[str]) -> bool:
+        """Inside a Python environment of any name (``venv/``, ``env/``, a conda env): its
+        ``bin/python`` and ``activate`` run on the host later, whoever starts them."""
+        path = self.root
+        for part in parts[:-1]:
+            path = path / part
+            if os.path.lexists(path / "pyvenv.cfg") or os.path.lexists(path / "conda-meta"):
+                return True
+        return False
 
     def _check(self, name: str, parts: list[str], writing: bool) -> None:
         verdict = self.policy.verdict(self.root, parts)
+        if verdict == "ok" and writing and self._in_environment(parts):
+            verdict = "protected"
         if verdict == "hidden":
             raise ToolError(
                 f"'{name}' holds credentials: agents may not read or write it "

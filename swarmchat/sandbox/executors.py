@@ -27,6 +27,11 @@ PREFIXES = ("swarmchat-tmp-", "swarmchat-probe-")  # then the pid of the swarmch
 CODE_FLAGS = ("-s",)
 
 
+def as_script(file: str) -> str:
+    """``./name``: a file named ``-mhelper`` or ``-c...`` must not be read as an option."""
+    return file if file.startswith(("/", "./")) else "./" + file
+
+
 class Executor:
     """Runs ``python file`` in a workspace with a deadline; one subclass per kind."""
 
@@ -80,7 +85,7 @@ class UnconfinedExecutor(Executor):
         env = scrubbed_env(os.environ)
         env.pop("PYTHONSTARTUP", None)
         env.update({"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"})
-        return await supervise([self.python, file], workspace, env, timeout)
+        return await supervise([self.python, as_script(file)], workspace, env, timeout)
 
 
 class BwrapExecutor(Executor):
@@ -115,7 +120,7 @@ class BwrapExecutor(Executor):
             )
             spec = self._jail_spec(uid, timeout, self.limits)
             spec.update(keep_fds=fds, env={"PATH": confine.SYSTEM_PATH})
-            command = [*inner, "--", self.runtime.executable, *CODE_FLAGS, file]
+            command = [*inner, "--", self.runtime.executable, *CODE_FLAGS, as_script(file)]
             return await supervise_jailed(spec, command, workspace, self.limits, timeout, pass_fds=tuple(fds))
         finally:
             for fd in fds:
@@ -144,7 +149,7 @@ class LandlockExecutor(Executor):
                 network=network,
                 env=confine.sandbox_env(workspace, self.runtime, tmp, confine.user_name(uid)),
             )
-            command = [self.runtime.executable, *CODE_FLAGS, file]
+            command = [self.runtime.executable, *CODE_FLAGS, as_script(file)]
             return await supervise_jailed(spec, command, workspace, self.limits, timeout)
         finally:  # after supervise_jailed: every process of the run is dead by now
             remove_tree(tmp)

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from swarmchat.errors import ToolError
+
 ISOLATED = ("-I", "-S")
 DISCOVER = (  # without site, a venv is not applied yet: find it the way site.venv() does
     "import json, os, sys, sysconfig\n"
@@ -80,6 +82,29 @@ class Runtime:
         """This runtime minus optional paths another uid cannot read."""
         keep = tuple(p for p in self.extra_paths if p not in unreachable)
         return replace(self, extra_paths=keep, pythonpath=tuple(p for p in self.pythonpath if p in keep))
+
+    def away_from(self, private: tuple[Path, ...]) -> Runtime:
+        """This runtime without any path that is, holds or lies inside a directory agent
+        code must not see (the user's workspace: an editable install's ``.pth`` names the
+        project root, ``.env`` included). An interpreter whose prefix holds one is refused."""
+        dirs = [os.path.realpath(d) for d in private]
+
+        def overlaps(path: str, holds_only: bool = False) -> bool:
+            real = os.path.realpath(path)
+            for d in dirs:
+                if real == d or d.startswith(real.rstrip("/") + "/"):
+                    return True
+                if not holds_only and real.startswith(d.rstrip("/") + "/"):
+                    return True
+            return False
+
+        for prefix in self.prefixes:
+            if overlaps(prefix, holds_only=True):
+                raise ToolError(
+                    f"the Python for agent code lives in {prefix}, which holds the workspace: "
+                    "agent code would see it. Set SWARMCHAT_PYTHON to an interpreter outside it."
+                )
+        return self.without({p for p in self.extra_paths if overlaps(p)})
 
 
 def _pth_dirs(site_dirs: list[str]) -> list[str]:

@@ -74,8 +74,10 @@ class Sandbox:
         allow_unconfined: bool = False,
         python: str | None = None,
         limits: Limits | None = None,
+        private: tuple[Path, ...] = (),
     ) -> None:
         self.mode: SandboxMode = mode
+        self.private = private  # directories agent code must never see: the real workspace
         self.allow_unconfined = allow_unconfined
         self.python = python or os.environ.get("SWARMCHAT_PYTHON") or "python3"
         self.limits = limits or Limits()
@@ -156,7 +158,7 @@ class Sandbox:
     async def runtime(self) -> Runtime:
         """The interpreter for agent code, discovered once per session."""
         if self._runtime is None:
-            self._runtime = await self._discover_runtime()
+            self._runtime = (await self._discover_runtime()).away_from(self.private)
         return self._runtime
 
     async def _discover_runtime(self) -> Runtime:

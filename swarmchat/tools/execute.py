@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tokenize
 from typing import ClassVar
 
@@ -58,8 +59,7 @@ class ExecutePyFile(Tool):
         regular files the run wrote (see staging.py)."""
         async with ctx.sandbox.slot():
             executor = await ctx.sandbox.executor()
-            shm = executor.name == "landlock"  # there code sees /dev/shm: copies live elsewhere
-            with staged(ctx.workspace, self._path, self._code, executor.run_as, shm_shared=shm) as run:
+            with staged(ctx.workspace, self._path, self._code, executor.run_as) as run:
                 result = await executor.run(self._path, run.root, ctx.exec_timeout, ctx.scope.agent.network)
                 report = run.sync_back()
         return format_exec_result(result, ctx.exec_timeout) + format_sync(report)
@@ -70,6 +70,8 @@ def python_as_read(path: str, code: bytes) -> str:
     declaration (``# coding: utf-7`` turns ``+AAo-`` into a line break inside what looks
     like a comment) and treats a lone CR as a line break: so only UTF-8 source is run,
     and line breaks are shown where Python sees them."""
+    if b"\x00" in code:  # e.g. a zip appended to the source: Python would run its __main__
+        raise ToolError(f"{path} was not run: it holds NUL bytes, so it is not Python source")
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(code).readline)
     except SyntaxError as exc:
@@ -84,20 +86,25 @@ def python_as_read(path: str, code: bytes) -> str:
 
 
 def format_sync(report: SyncReport) -> str:
-    """The files the run changed in the workspace, and what it left that was not kept."""
+    """The files the run changed in the workspace, and what it left that was not kept.
+    Names come from agent code: shown on one line each, control characters visible."""
     text = ""
     changed = sorted(report.written)
     if changed:
-        shown = ", ".join(visible_controls(n) for n in changed[:CHANGED_SHOWN])
+        shown = ", ".join(_name(n) for n in changed[:CHANGED_SHOWN])
         more = f" (and {len(changed) - CHANGED_SHOWN} more)" if len(changed) > CHANGED_SHOWN else ""
         text += f"\n{FILES_MARKER}{shown}{more}"
     if report.deleted:
-        text += "\nDeleted: " + ", ".join(visible_controls(n) for n in report.deleted[:CHANGED_SHOWN])
+        text += f"\n{DELETED_MARKER}" + ", ".join(_name(n) for n in report.deleted[:CHANGED_SHOWN])
     for name, why in report.refused[:CHANGED_SHOWN]:
-        text += f"\nNot kept: {visible_controls(name)}: {why}"
+        text += f"\n{NOT_KEPT_MARKER}{_name(name)}: {_name(why)}"
     if len(report.refused) > CHANGED_SHOWN:
         text += f"\n(and {len(report.refused) - CHANGED_SHOWN} more not kept)"
     return text
+
+
+def _name(text: str) -> str:
+    return visible_controls(text).replace("\n", "\\n")
 
 
 def format_exec_result(result: ExecResult, timeout: float) -> str:
@@ -110,7 +117,20 @@ def format_exec_result(result: ExecResult, timeout: float) -> str:
     parts = [status]
     for label, text in (("stdout", result.stdout), ("stderr", result.stderr)):
         if text:
-            parts.append(f"--- {label} ---\n{visible_controls(text).rstrip()}")
+            parts.append(f"--- {label} ---\n{_unforgeable(visible_controls(text).rstrip())}")
     if len(parts) == 1:
         parts.append("(no output)")
     return "\n".join(parts)
+
+
+def _unforgeable(output: str) -> str:
+    """Lines of the program's own output that look like swarmchat's report lines are
+    quoted, so code cannot claim files it did not leave (or hide ones it did)."""
+    return _MARKER_LINE.sub(lambda m: "> " + m.group(0), output)
+
+
+DELETED_MARKER = "Deleted: "
+NOT_KEPT_MARKER = "Not kept: "
+_MARKER_LINE = re.compile(
+    "^(?=" + "|".join(re.escape(m) for m in (FILES_MARKER, DELETED_MARKER, NOT_KEPT_MARKER)) + ")", re.M
+)

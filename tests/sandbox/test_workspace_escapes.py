@@ -69,7 +69,7 @@ def tree(root: Path) -> dict[str, tuple[str, int, str]]:
 def leftovers() -> list[str]:
     return [
         f"{base}/{n}"
-        for base in {*scratch_bases(), *scratch_bases(shm_shared=True), tempfile.gettempdir()}
+        for base in {*scratch_bases(), tempfile.gettempdir(), "/dev/shm"}
         for n in os.listdir(base)
         if n.startswith(f"{PREFIX}{os.getpid()}-")
     ]
@@ -80,6 +80,12 @@ def leftovers() -> list[str]:
 CREDENTIALS = {
     ".env": f"OPENAI_API_KEY={SECRET}\n",
     ".env.local": f"TOKEN={SECRET}\n",
+    ".env~": f"TOKEN={SECRET}\n",
+    "#.env#": f"TOKEN={SECRET}\n",
+    ".envs/.production/.django": f"TOKEN={SECRET}\n",
+    ".streamlit/secrets.toml": f"TOKEN={SECRET}\n",
+    "infra/terraform.tfstate": SECRET,
+    ".vault-token": SECRET,
     ".netrc": f"machine x login y password {SECRET}\n",
     "deploy.pem": SECRET,
     "keys/id_ed25519": SECRET,
@@ -164,6 +170,13 @@ RUN_LATER = [
     "node_modules/left-pad/index.js",
     "lefthook.yml",
     ".tox/py311/bin/activate",
+    "env/bin/activate",
+    "env/bin/python3",
+    ".githooks/pre-commit",
+    "tools/agents.yaml",
+    "docs/HEAD",
+    ".pdbrc",
+    "ide.code-workspace",
 ]
 
 
@@ -173,6 +186,11 @@ def _project(workspace: Path) -> dict[str, tuple[str, int, str]]:
     (workspace / ".git/HEAD").write_text("ref: refs/heads/main\n")
     (workspace / ".venv/lib/python3.11/site-packages").mkdir(parents=True)
     (workspace / ".venv/pyvenv.cfg").write_text("home = /usr/bin\n")
+    (workspace / "env/bin").mkdir(parents=True)
+    (workspace / "env/pyvenv.cfg").write_text("home = /usr/bin\n")
+    (workspace / "env/bin/activate").write_text("# activate\n")
+    (workspace / ".githooks").mkdir()
+    (workspace / ".git/config").write_text("[core]\n\thooksPath = .githooks\n")
     (workspace / "agents.yaml").write_text("agents: []\n")
     (workspace / ".bashrc").write_text("# mine\n")
     (workspace / ".env").write_text(f"KEY={SECRET}\n")
@@ -441,3 +459,43 @@ def test_nothing_in_the_workspace_runs_before_the_approved_file(tier: str, works
 
     result = asyncio.run(go())
     assert result.stdout.strip() == "approved False", result
+
+
+def test_the_real_workspace_is_never_bound_for_imports(workspace: Path, tmp_path: Path) -> None:
+    # An editable install's .pth names the project root (which holds .env): the sandbox
+    # binds .pth directories read-only for imports, but never one near the workspace.
+    from swarmchat.sandbox.runtime import Runtime
+
+    other = tmp_path / "lib"
+    other.mkdir()
+    found = Runtime(
+        "/usr/bin/python3",
+        ("/usr",),
+        (str(workspace), str(workspace / "src"), str(tmp_path), str(other)),
+        (str(workspace),),
+    )
+    kept = found.away_from((workspace,))
+    assert kept.extra_paths == (str(other),) and kept.pythonpath == ()
+    with pytest.raises(ToolError, match="SWARMCHAT_PYTHON"):
+        Runtime(str(tmp_path / "venv/bin/python"), (str(tmp_path),)).away_from((workspace,))
+
+
+@pytest.mark.parametrize("name", ["-mhelper", "-c print('from-the-name')"])
+def test_a_script_name_is_never_read_as_an_option(tier: str, workspace: Path, name: str) -> None:
+    (workspace / "helper.py").write_text("print('UNAPPROVED helper')\n")
+    result, _ = run_staged(tier, workspace, "print('approved')\n", name=name)
+    assert result.stdout.strip() == "approved", result
+
+
+def test_source_with_an_appended_zip_is_refused(workspace: Path) -> None:
+    import io
+    import zipfile
+
+    from swarmchat.tools.execute import python_as_read
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("__main__.py", "print('HIDDEN')\n")
+    code = b"print('benign')\n" + b"\n" * 300 + archive.getvalue()
+    with pytest.raises(ToolError, match="NUL"):
+        python_as_read("t.py", code)
