@@ -44,7 +44,9 @@ def approval_asker(on_interrupt: Callable[[], None] | None = None) -> Asker:
         shown = visible_controls(question)  # approval.question() did; a custom caller may not
         for _ in range(ASK_ATTEMPTS):
             try:
-                answer = (await session.prompt_async(shown + " ")).strip().lower()
+                # handle_sigint=False: prompt_toolkit would remove the REPL's SIGINT handler on
+                # return, and Ctrl-C could no longer stop the code the user just approved.
+                answer = (await session.prompt_async(shown + " ", handle_sigint=False)).strip().lower()
             except (KeyboardInterrupt, EOFError):
                 if on_interrupt is None:
                     raise KeyboardInterrupt from None

@@ -299,8 +299,11 @@ def test_ctrl_g_edits_the_prompt_in_editor(fake: FakeOpenAI, cli_env, workspace,
     assert fake.requests[0].body["messages"][-1]["content"] == "written in the editor"
 
 
-def test_ctrl_c_stops_agents_and_running_code_within_a_second(fake: FakeOpenAI, cli_env, workspace) -> None:
-    marker = "sleeper_ctrl_c_test.py"
+@pytest.mark.parametrize("approved", ["with -y", "at the prompt"])
+def test_ctrl_c_stops_agents_and_running_code_within_a_second(
+    fake: FakeOpenAI, cli_env, workspace, approved: str
+) -> None:
+    marker = f"sleeper_ctrl_c_{approved[-3:]}.py"
     fake.script(
         "user_proxy",
         Reply(text="Delegating.", tool_calls=[call("SendMessage", recipient="coder", message="run")]),
@@ -321,10 +324,13 @@ def test_ctrl_c_stops_agents_and_running_code_within_a_second(fake: FakeOpenAI, 
         ),
         Reply(tool_calls=[call("ExecutePyFile", file_name=marker)]),
     )
-    child = spawn(cli_env, workspace, "-y")
+    child = spawn(cli_env, workspace, *(["-y"] if approved == "with -y" else []))
     child.expect("you ›")
     child.send("go\r")
     child.expect(f"runs {marker}")
+    if approved == "at the prompt":  # prompt_toolkit must leave the REPL's SIGINT handler
+        child.expect(r"\[y\]es")
+        child.send("y\r")
     deadline = time.monotonic() + 10
     while not pids_running(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
