@@ -14,10 +14,17 @@ from swarmchat.workspace import Workspace
 
 
 async def report(box: Sandbox, workspace: Path) -> list[str]:
-    """The interpreter, each tier with every protection it gives here, the workspace
-    protections (every tier), and where agent code runs."""
+    """Where agent code runs (the verdict first), the interpreter, each tier with every
+    protection it gives here, and the workspace protections (every tier)."""
     runtime = await box.runtime()
-    lines = [f"python for agent code: {runtime.executable}"]
+    chosen = await box.executor()
+    if chosen.refusal:
+        verdict = "agent code: NOT RUN (no sandbox works; --unsafe-local-exec runs it unconfined)"
+    elif chosen.confined:
+        verdict = f"agent code runs in: {chosen.name}"
+    else:
+        verdict = "agent code runs: UNCONFINED (sandbox: none or --unsafe-local-exec)"
+    lines = [verdict, f"python for agent code: {runtime.executable} (SWARMCHAT_PYTHON changes it)"]
     for status in await box.report():
         lines.append(f"  {'ok  ' if status.ok else 'no  '} {status.name:9} {status.detail}")
     for tier in TIERS:
@@ -27,15 +34,7 @@ async def report(box: Sandbox, workspace: Path) -> list[str]:
         lines.append(f"{tier} protections:")
         for p in protections[1:]:
             lines.append(f"  {'yes ' if p.in_force else 'NO  '} {p.name}: {p.detail}")
-    lines += _workspace_lines(workspace)
-    chosen = await box.executor()
-    if chosen.refusal:
-        lines.append("agent code: NOT RUN (no sandbox works; --unsafe-local-exec runs it unconfined)")
-    elif chosen.confined:
-        lines.append(f"agent code runs in: {chosen.name}")
-    else:
-        lines.append("agent code runs: UNCONFINED (sandbox: none or --unsafe-local-exec)")
-    return lines
+    return lines + _workspace_lines(workspace)
 
 
 def _workspace_lines(root: Path) -> list[str]:

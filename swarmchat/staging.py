@@ -167,10 +167,11 @@ class StagedRun:
     def _too_big(self) -> ToolError:
         lim = self.limits
         return ToolError(
-            f"the workspace is too big to run code in: each run works on a private copy of at most "
-            f"{lim.in_files} files and {lim.in_bytes >> 20} MiB (not counting .git, virtual "
-            "environments, node_modules and caches). Tell the user: start swarmchat in a smaller "
-            "directory (-w DIR), or raise SWARMCHAT_COPY_MAX_FILES / SWARMCHAT_COPY_MAX_MB."
+            f"the workspace is too big to run code in (more than {lim.in_files} files and "
+            f"directories, or {lim.in_bytes >> 20} MiB): each run works on a private copy of "
+            "it (not counting .git, virtual environments, node_modules and caches). Tell the "
+            "user: start swarmchat in a smaller directory (-w DIR), or raise "
+            "SWARMCHAT_COPY_MAX_FILES / SWARMCHAT_COPY_MAX_MB."
         )
 
     def chown(self, owner: tuple[int, int]) -> None:
@@ -257,7 +258,10 @@ class StagedRun:
             report.refused.append((rel, f"{why}; agents may not change it"))
             return
         if budget[0] <= 0 or budget[1] < st.st_size:
-            report.refused.append((rel, "over the limit of files or bytes a run may leave"))
+            lim = self.limits
+            why = f"over the {lim.out_files} files / {lim.out_bytes >> 20} MiB a run may leave"
+            why += "; write fewer, larger files"
+            report.refused.append((rel, why))
             return
         try:
             fd = os.open(name, _FILE, dir_fd=dfd)

@@ -42,10 +42,11 @@ class Workspace:
         dotfiles."""
         home = Path.home().resolve()
         if self.root == Path("/") or self.root == home or self.root in home.parents:
+            where = "the root directory" if self.root == Path("/") else "your home directory"
             raise ToolError(
-                f"refusing to write files or run code with the workspace at {self.root}: it "
-                "would expose your home directory. Tell the user to start swarmchat in a "
-                "project directory or pass --workspace DIR."
+                f"refusing to write files or run code with the workspace at {self.root} "
+                f"({where}): agents would reach your keys and dotfiles. Tell the user to start "
+                "swarmchat in a project directory or pass --workspace DIR."
             )
 
     def verdict(self, name: str) -> Verdict:
@@ -123,41 +124,55 @@ class Workspace:
         return fd
 
     def write(self, name: str, data: bytes, mode: int = 0o644) -> str:
-        """Write ``data`` to ``name`` atomically; returns the normalised relative path."""
+        """Write ``data`` to ``name`` atomically; returns the normalised relative path.
+        A file that is replaced keeps its owner and permissions (``mode`` may only add the
+        execute bits); special bits are never set."""
         parts = self.parts(name)
         self.check_writable()
         self._check(name, parts, writing=True)
-        dfd = self._open_dir(parts[:-1], create=True)
-        tmp = f".{parts[-1][:200]}.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(
-                tmp,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                mode & 0o777,
-                dir_fd=dfd,
-            )
+            dfd = self._open_dir(parts[:-1], create=True)
+        except OSError as exc:
+            raise ToolError(f"cannot write '{name}': {exc.strerror}") from None
+        try:
+            self._replace(dfd, name, parts[-1], data, mode)
+        except OSError as exc:  # read-only or full disk, no permission: say so, truthfully
+            raise ToolError(f"cannot write '{name}': {exc.strerror}") from None
+        finally:
+            os.close(dfd)
+        return "/".join(parts)
+
+    @staticmethod
+    def _replace(dfd: int, name: str, last: str, data: bytes, mode: int) -> None:
+        try:
+            existing: os.stat_result | None = os.stat(last, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise ToolError(f"'{name}' is a directory")
+        keep = existing is not None and stat.S_ISREG(existing.st_mode)
+        tmp = f".{last[:200]}.{secrets.token_hex(4)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, mode & 0o777, dir_fd=dfd)
+        try:
             try:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
+                if keep and existing is not None:
+                    if os.geteuid() == 0 and (existing.st_uid, existing.st_gid) != (0, 0):
+                        os.fchown(fd, existing.st_uid, existing.st_gid)
+                    perms = existing.st_mode & 0o777
+                    os.fchmod(fd, perms | ((perms & 0o444) >> 2 if mode & 0o100 else 0))
             finally:
                 os.close(fd)
-            try:
-                existing = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
-                if stat.S_ISDIR(existing.st_mode):
-                    raise ToolError(f"'{name}' is a directory")
-            except FileNotFoundError:
-                pass
             # rename replaces the directory entry itself: a symlink or hard link that sat
             # there is unlinked, never written through.
-            os.rename(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+            os.rename(tmp, last, src_dir_fd=dfd, dst_dir_fd=dfd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
             raise
-        finally:
-            os.close(dfd)
-        return "/".join(parts)
 
     def read(self, name: str, limit: int = 1 << 20) -> tuple[str, bytes]:
         """Read a regular file inside the workspace without following symlinks."""

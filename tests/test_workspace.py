@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,30 @@ def test_directory_swapped_for_symlink_during_writes(ws: Workspace, tmp_path: Pa
         stop.set()
         thread.join()
     assert list(outside.iterdir()) == []
+
+
+def test_a_replaced_file_keeps_its_owner_and_permissions(workspace: Path) -> None:
+    script = workspace / "run.sh"
+    script.write_text("echo old\n")
+    script.chmod(0o750)
+    if os.geteuid() == 0:
+        os.chown(script, 12345, 23456)
+    Workspace(workspace).write("run.sh", b"echo new\n")
+    st = script.stat()
+    assert script.read_text() == "echo new\n" and stat.S_IMODE(st.st_mode) == 0o750
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (12345, 23456)
+    (workspace / "tool.py").write_text("x = 1\n")
+    (workspace / "tool.py").chmod(0o640)
+    Workspace(workspace).write("tool.py", b"x = 2\n", mode=0o755)  # the run made it executable
+    assert stat.S_IMODE((workspace / "tool.py").stat().st_mode) == 0o750
+
+
+def test_write_errors_are_reported_truthfully(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "rename", read_only)
+    with pytest.raises(ToolError, match=r"cannot write 'notes\.txt': Read-only file system"):
+        Workspace(workspace).write("notes.txt", b"x")
+    assert os.listdir(workspace) == []  # no temporary file left behind
