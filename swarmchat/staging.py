@@ -302,14 +302,30 @@ def _read_all(fd: int, limit: int) -> bytes:
 
 def scratch_bases(owner: tuple[int, int] | None = None) -> list[str]:
     """Where copies may live, best first: ``SWARMCHAT_RUN_DIR``, the user's runtime
-    directory (memory-backed on most desktops; skipped when code runs as another uid, which
-    cannot enter it), else the temp directory. Never ``/dev/shm``: the Landlock tier lets
-    code there (POSIX semaphores need it), so a run of another session could reach a copy."""
-    found = [os.environ.get("SWARMCHAT_RUN_DIR", "")]
-    if owner is None:
-        found.append(os.environ.get("XDG_RUNTIME_DIR", ""))
+    directory (memory-backed on most desktops), else the temp directory. Never
+    ``/dev/shm``: the Landlock tier lets code there (POSIX semaphores need it), so a run of
+    another session could reach a copy. When code runs as another uid (``owner``), only
+    directories that uid can pass through qualify (``/tmp`` as the last resort)."""
+    found = [os.environ.get("SWARMCHAT_RUN_DIR", ""), os.environ.get("XDG_RUNTIME_DIR", "")]
+    found.append(tempfile.gettempdir())
     ok = [d for d in found if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK)]
-    return [*ok, tempfile.gettempdir()]
+    if owner is not None:
+        ok = [d for d in [*ok, "/tmp"] if _passable(d)]
+    return list(dict.fromkeys(ok)) or [tempfile.gettempdir()]
+
+
+def _passable(path: str) -> bool:
+    """Every directory from ``/`` to ``path`` lets other users through (o+x)."""
+    current = os.path.realpath(path)
+    while True:
+        try:
+            if not os.stat(current).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+        if current == "/":
+            return True
+        current = os.path.dirname(current)
 
 
 @contextlib.contextmanager

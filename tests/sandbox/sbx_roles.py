@@ -56,8 +56,23 @@ ws = Path(req["workspace"])
 
 async def one(ex, box, run):
     async with box.slot():
+        if run.get("staged"):  # as ExecutePyFile runs code: a private copy, a checked sync-back
+            return await staged_run(ex, run)
         r = await ex.run(run["file"], ws, run.get("timeout", 10), run.get("network", False))
     return dataclasses.asdict(r)
+
+
+async def staged_run(ex, run):
+    from swarmchat.pathpolicy import PathPolicy
+    from swarmchat.staging import staged
+    from swarmchat.workspace import Workspace
+
+    workspace = Workspace(ws, PathPolicy.for_session(None, cwd=ws))
+    _, code = workspace.read(run["file"])
+    with staged(workspace, run["file"], code, ex.run_as) as copy:
+        r = dataclasses.asdict(await ex.run(run["file"], copy.root, run.get("timeout", 10)))
+        r["sync"] = dataclasses.asdict(copy.sync_back())
+    return r
 
 
 async def cancelled(ex, run, twice):

@@ -246,7 +246,7 @@ def test_file_writes_are_refused_in_home_or_root(
     home.mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
     root = {"/": Path("/"), "home": home, "home-parent": home.parent}[where]
-    with pytest.raises(ToolError, match="home directory|root directory"):
+    with pytest.raises(ToolError, match=r"home directory|root directory"):
         Workspace(root).write("notes.txt", b"x")
     assert not (home / "notes.txt").exists()
 

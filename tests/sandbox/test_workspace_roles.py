@@ -1,0 +1,81 @@
+"""The workspace promises (hidden credentials, files the host runs later, only plain files
+back) for every identity swarmchat may have: root with its own interpreter (code stays
+uid 0 without capabilities), root with a system interpreter (code drops to uid 65534, on
+a copy handed to that uid), and swarmchat itself running as uid 65534. Oracles: the host's
+files, their owners and modes, and everything that left the sandbox."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from sbx_roles import Box
+
+SECRET = "sk-live-" + "9" * 40
+HOSTILE = """
+import os, shutil, sys
+loot = []
+for name in ('.env', '../.env', 'cfg/.aws/credentials'):
+    try:
+        loot.append(open(name).read())
+    except OSError as exc:
+        loot.append(str(exc))
+print(loot)
+for rel in ('.git/hooks/pre-commit', '.git/config', '.env', 'agents.yaml', 'env/bin/activate', 'x.pth'):
+    os.makedirs(os.path.dirname(rel) or '.', exist_ok=True)
+    with open(rel, 'w') as f:
+        f.write('#!/bin/sh\\ntouch /tmp/pwned\\n')
+shutil.copy(sys.executable, 'suid')
+for mode in (0o4755, 0o2755):
+    try:
+        os.chmod('suid', mode)
+    except OSError:
+        pass
+os.symlink('/etc/passwd', 'link')
+os.mkfifo('fifo')
+open('result.txt', 'w').write('done')
+os.chmod('result.txt', 0o777)
+"""
+
+
+def hashes(root: Path) -> dict[str, tuple[int, int, int, str]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            st = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
+            out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, digest)
+    return out
+
+
+def test_workspace_promises_hold_for_every_identity(box: Box) -> None:
+    ws = box.ws
+    (ws / ".env").write_text(f"OPENAI_API_KEY={SECRET}\n")
+    (ws / "cfg/.aws").mkdir(parents=True)
+    (ws / "cfg/.aws/credentials").write_text(f"secret = {SECRET}\n")
+    (ws / ".git/hooks").mkdir(parents=True)
+    (ws / ".git/config").write_text("[core]\n\tbare = false\n")
+    (ws / "env/bin").mkdir(parents=True)
+    (ws / "env/pyvenv.cfg").write_text("home = /usr/bin\n")
+    (ws / "agents.yaml").write_text("agents: []\n")
+    for path in ws.rglob("*"):
+        os.chown(path, box.role.code_uid, box.role.code_uid)
+    name = box.script(HOSTILE)
+    os.chown(ws / name, box.role.code_uid, box.role.code_uid)
+    before = hashes(ws)
+    report = box.run([{"file": name, "staged": True}])
+    result = report["results"][0]  # type: ignore[index]
+    assert result["exit_code"] == 0, result
+    assert SECRET not in result["stdout"] + result["stderr"]
+    after = hashes(ws)
+    assert sorted(set(after) - set(before)) == ["result.txt", "suid"]  # plain files only
+    assert {k: after[k] for k in before} == before  # .env, .git, agents.yaml, env/ untouched
+    for new in ("result.txt", "suid"):
+        mode, uid, _, _ = after[new]
+        assert stat.S_ISREG(mode) and not mode & 0o7000 and mode & 0o022 == 0, oct(mode)
+        assert uid == box.role.driver_uid  # written by swarmchat's own writer, not the code
+    refused = {n for n, _ in result["sync"]["refused"]}
+    assert {".env", "agents.yaml", "link", "fifo", "x.pth"} <= refused
