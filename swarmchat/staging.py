@@ -308,10 +308,15 @@ def scratch_bases(owner: tuple[int, int] | None = None) -> list[str]:
     directories that uid can pass through qualify (``/tmp`` as the last resort)."""
     found = [os.environ.get("SWARMCHAT_RUN_DIR", ""), os.environ.get("XDG_RUNTIME_DIR", "")]
     found.append(tempfile.gettempdir())
-    ok = [d for d in found if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK)]
+    ok = [d for d in found if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK) and not _shm(d)]
     if owner is not None:
         ok = [d for d in [*ok, "/tmp"] if _passable(d)]
-    return list(dict.fromkeys(ok)) or [tempfile.gettempdir()]
+    return list(dict.fromkeys(ok)) or ["/tmp"]
+
+
+def _shm(path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == "/dev/shm" or real.startswith("/dev/shm/") or real.startswith("/run/shm")
 
 
 def _passable(path: str) -> bool:

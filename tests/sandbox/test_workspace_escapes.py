@@ -499,3 +499,13 @@ def test_source_with_an_appended_zip_is_refused(workspace: Path) -> None:
     code = b"print('benign')\n" + b"\n" * 300 + archive.getvalue()
     with pytest.raises(ToolError, match="NUL"):
         python_as_read("t.py", code)
+
+
+@pytest.mark.parametrize("variable", ["TMPDIR", "SWARMCHAT_RUN_DIR", "XDG_RUNTIME_DIR"])
+def test_copies_never_live_where_landlock_code_can_reach(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "/dev/shm")
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    for owner in (None, (65534, 65534)):
+        assert not any(b.startswith("/dev/shm") for b in scratch_bases(owner))
