@@ -211,17 +211,35 @@ class PathPolicy:
         return not (self.exposed and _matcher(p.casefold() for p in self.exposed).match(name))
 
     def with_git_hooks(self, root: Path) -> PathPolicy:
-        """Also protect the hooks directory ``.git/config`` names (``core.hooksPath``, e.g.
-        ``.githooks``): git runs what is there on commit, checkout, merge..."""
+        """Also protect what ``.git/config`` points at inside the workspace: the hooks
+        directory (``core.hooksPath``, e.g. ``.githooks``: git runs what is there on commit,
+        checkout, merge...) and included config files (they could set hooks or fsmonitor)."""
         try:
             config = (root / ".git" / "config").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return self
-        hooks = {_real(root / m.strip().strip('"')) for m in _HOOKS_PATH.findall(config)}
-        return replace(self, protected_paths=self.protected_paths | hooks) if hooks else self
+        # hooksPath is relative to the working tree, an include to the config file's directory
+        named = {_real(root / base / os.path.expanduser(v)) for base, v in _git_paths(config)}
+        return replace(self, protected_paths=self.protected_paths | named) if named else self
 
 
-_HOOKS_PATH = re.compile(r"^\s*hookspath\s*=\s*(.+?)\s*$", re.I | re.M)
+def _git_paths(config: str) -> list[tuple[str, str]]:
+    """``core.hooksPath`` and ``include``/``includeIf`` ``path`` values of a git config,
+    each with the directory it is relative to."""
+    found: list[tuple[str, str]] = []
+    section = ""
+    for raw in config.splitlines():
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if line.startswith("["):
+            section = line.strip("[]").split(None, 1)[0].lower()
+            continue
+        key, _, value = line.partition("=")
+        key, value = key.strip().lower(), value.strip().strip('"')
+        if value and key == "hookspath":
+            found.append((".", value))
+        elif value and key == "path" and section in ("include", "includeif"):
+            found.append((".git", value))
+    return found
 
 
 def _real(path: Path) -> Path:

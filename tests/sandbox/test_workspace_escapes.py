@@ -173,6 +173,7 @@ RUN_LATER = [
     "env/bin/activate",
     "env/bin/python3",
     ".githooks/pre-commit",
+    "conf/git.inc",
     "tools/agents.yaml",
     "docs/HEAD",
     ".pdbrc",
@@ -190,7 +191,9 @@ def _project(workspace: Path) -> dict[str, tuple[str, int, str]]:
     (workspace / "env/pyvenv.cfg").write_text("home = /usr/bin\n")
     (workspace / "env/bin/activate").write_text("# activate\n")
     (workspace / ".githooks").mkdir()
-    (workspace / ".git/config").write_text("[core]\n\thooksPath = .githooks\n")
+    (workspace / ".git/config").write_text(
+        '[core]\n\thooksPath = ".githooks" # team hooks\n[include]\n\tpath = ../conf/git.inc\n'
+    )
     (workspace / "agents.yaml").write_text("agents: []\n")
     (workspace / ".bashrc").write_text("# mine\n")
     (workspace / ".env").write_text(f"KEY={SECRET}\n")
