@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Literal
 
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import Verdict, is_skipped_dir
+from swarmchat.sandbox.cleanup import remove_tree
 from swarmchat.workspace import Workspace
 
 PREFIX = "swarmchat-run-"
@@ -353,21 +353,6 @@ def staged(
         yield run
     finally:
         remove_tree(base)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a run's copy even where the code left read-only directories behind."""
-
-    def writable_then_retry(func: object, name: str, exc: object) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(name), 0o700)
-            if os.path.isdir(name) and not os.path.islink(name):
-                os.chmod(name, 0o700)
-                shutil.rmtree(name, ignore_errors=True)
-            else:
-                os.unlink(name)
-
-    shutil.rmtree(path, onerror=writable_then_retry)
 
 
 _swept: set[str] = set()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import ClassVar
 from swarmchat.environment import scrubbed_env
 from swarmchat.errors import ToolError
 from swarmchat.sandbox import TIERS, ExecutorKind, confine, jail
+from swarmchat.sandbox.cleanup import remove_tree
 from swarmchat.sandbox.confine import Limits, Runtime
 from swarmchat.sandbox.supervise import ExecResult, supervise, supervise_jailed
 
@@ -192,8 +192,8 @@ def private_dir(prefix: str, owner: tuple[int, int] | None = None) -> str:
     that was killed is recognised and removed later), handed to ``owner`` if given: then
     it lives where that uid can reach it (TMPDIR may be private to swarmchat's user)."""
     base = tempfile.gettempdir()
-    if owner is not None and not _searchable_by_all(base):
-        base = "/tmp"
+    if _shm(base) or (owner is not None and not _searchable_by_all(base)):
+        base = "/tmp"  # /dev/shm: Landlock-tier code of any run can write there
     if base not in _swept:
         _swept.add(base)
         with contextlib.suppress(OSError):
@@ -208,23 +208,11 @@ def private_dir(prefix: str, owner: tuple[int, int] | None = None) -> str:
     return path
 
 
+def _shm(path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == "/dev/shm" or real.startswith(("/dev/shm/", "/run/shm"))
+
+
 def _searchable_by_all(path: str) -> bool:
     real = Path(path).resolve()
     return all(os.stat(p).st_mode & stat.S_IXOTH for p in (real, *real.parents))
-
-
-def remove_tree(path: str) -> None:
-    """Remove a directory the code wrote into, even where it left read-only directories."""
-
-    def retry(func: object, name: str, exc: object) -> None:
-        try:
-            os.chmod(os.path.dirname(name), stat.S_IRWXU)
-            if os.path.isdir(name) and not os.path.islink(name):
-                os.chmod(name, stat.S_IRWXU)
-                shutil.rmtree(name, ignore_errors=True)
-            else:
-                os.unlink(name)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=retry)

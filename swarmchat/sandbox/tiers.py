@@ -20,6 +20,7 @@ from swarmchat.environment import scrubbed_env
 from swarmchat.errors import ToolError
 from swarmchat.sandbox import TIERS, SandboxMode, TierName, confine, jail, runtime
 from swarmchat.sandbox.cgroups import RunCgroup
+from swarmchat.sandbox.cleanup import remove_tree
 from swarmchat.sandbox.confine import NOBODY, Limits, Runtime
 from swarmchat.sandbox.executors import (
     BwrapExecutor,
@@ -28,7 +29,6 @@ from swarmchat.sandbox.executors import (
     RefusingExecutor,
     UnconfinedExecutor,
     private_dir,
-    remove_tree,
 )
 from swarmchat.sandbox.protections import PROBE, Context, Protection, broken_promises, describe, parse_probe
 from swarmchat.sandbox.supervise import ExecResult, supervise

@@ -1,0 +1,81 @@
+"""Removing a directory agent code wrote into, safely.
+
+The code may still be racing us (a parallel run sharing the uid), may have left read-only
+directories, and may swap a directory for a symlink to a host directory mid-removal. So
+the walk holds directory descriptors opened with ``O_NOFOLLOW``, unlinks entries relative
+to them, changes permissions only through a descriptor it holds, and never resolves a
+path by name: a symlink is unlinked, never followed. Iterative, so a deep tree cannot
+exhaust the stack. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_ENTRIES = 2_000_000  # a bound on the walk, far above what a run can create in its time
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Remove ``path`` and everything below it; a symlink at ``path`` is only unlinked."""
+    path = os.fspath(path)
+    try:
+        top = os.open(path, _DIR)
+    except FileNotFoundError:
+        return
+    except OSError:  # a symlink or a file where the directory was: remove the entry itself
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    try:
+        _empty(top)
+    finally:
+        os.close(top)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _empty(top: int) -> None:
+    """Empty the directory open as ``top`` (the descriptor stays the caller's)."""
+    # Each frame: a directory's descriptor, its entries still to look at, and its name in
+    # the frame below (None for ``top``).
+    stack: list[tuple[int, list[str], str | None]] = [(top, _names(top), None)]
+    budget = MAX_ENTRIES
+    try:
+        while stack and budget > 0:
+            fd, names, own = stack[-1]
+            if not names:
+                stack.pop()
+                if own is not None:
+                    os.close(fd)
+                    with contextlib.suppress(OSError):
+                        os.rmdir(own, dir_fd=stack[-1][0])  # a symlink there: ENOTDIR
+                continue
+            name = names.pop()
+            budget -= 1
+            try:
+                os.unlink(name, dir_fd=fd)  # files, symlinks, FIFOs: never followed
+                continue
+            except (IsADirectoryError, PermissionError):
+                pass  # a directory (Linux says EISDIR; others EPERM): emptied below
+            except OSError:
+                continue
+            try:
+                sub = os.open(name, _DIR, dir_fd=fd)
+            except OSError:
+                continue  # swapped for a symlink, or gone: nothing to follow
+            stack.append((sub, _names(sub), name))
+    finally:
+        for fd, _, own in stack:
+            if own is not None:
+                os.close(fd)
+
+
+def _names(fd: int) -> list[str]:
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o700)  # through the descriptor: a read-only directory left by the code
+    try:
+        return os.listdir(fd)
+    except OSError:
+        return []
