@@ -50,7 +50,7 @@ def test_a_directory_swapped_for_a_symlink_mid_removal_is_not_followed(tmp_path:
             (run / "a" / f"f{i}").write_text("x")
         stop = threading.Event()
 
-        def swap(run: Path = run) -> None:  # the racing code: a -> symlink to the victim
+        def swap(run: Path = run, stop: threading.Event = stop) -> None:  # the racing code
             while not stop.is_set():
                 try:
                     os.rename(run / "a", run / "b")
