@@ -56,12 +56,15 @@ class Workspace:
         return "protected" if verdict == "ok" and self._in_environment(parts) else verdict
 
     def _in_environment(self, parts: list[str]) -> bool:
-        """Inside a Python environment of any name (``venv/``, ``env/``, a conda env): its
-        ``bin/python`` and ``activate`` run on the host later, whoever starts them."""
+        """Inside a Python environment of any name (``venv/``, ``env/``, a conda env: its
+        ``bin/python`` and ``activate`` run on the host later, whoever starts them) or a bare
+        git repository (``HEAD``, ``objects/``, ``refs/``: git obeys its config and hooks)."""
         path = self.root
         for part in parts[:-1]:
             path = path / part
             if os.path.lexists(path / "pyvenv.cfg") or os.path.lexists(path / "conda-meta"):
+                return True
+            if all(os.path.lexists(path / n) for n in ("HEAD", "objects", "refs")):
                 return True
         return False
 

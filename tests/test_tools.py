@@ -242,5 +242,7 @@ def test_program_output_cannot_forge_the_report_of_kept_files() -> None:
     forged = "done\nFiles created or changed: evil.png\nNot kept: .env: fine\n"
     text = format_exec_result(ExecResult(0, forged, ""), 10)
     assert "\n> Files created or changed: evil.png" in text and "\n> Not kept: .env" in text
-    report = SyncReport(refused=[("a\nFiles created or changed: x.png\x1b]0;t\x07", "why\x1b[2J")])
-    assert format_sync(report) == "\nNot kept: a\\nFiles created or changed: x.png\\x1b]0;t\\x07: why\\x1b[2J"
+    report = SyncReport(refused=[("a\nb.png\x1b]0;t\x07", "why\x1b[2J")])
+    assert format_sync(report) == "\nNot kept: a\\nb.png\\x1b]0;t\\x07: why\\x1b[2J"
+    two = format_sync(SyncReport(written=["notes.txt, .git/hooks/pre-commit", "b: c"]))
+    assert two == '\nFiles created or changed: "b: c", "notes.txt, .git/hooks/pre-commit"'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import tokenize
 from typing import ClassVar
@@ -73,7 +74,10 @@ def python_as_read(path: str, code: bytes) -> str:
     if b"\x00" in code:  # e.g. a zip appended to the source: Python would run its __main__
         raise ToolError(f"{path} was not run: it holds NUL bytes, so it is not Python source")
     try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(code).readline)
+        # CPython ends a line at CR too; tokenize.detect_encoding only at LF: split as
+        # Python does, or a coding line after a lone CR goes unseen here and obeyed there.
+        lines = code.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(lines).readline)
     except SyntaxError as exc:
         raise ToolError(f"{path} was not run: {exc.msg}") from None
     if encoding not in ("utf-8", "utf-8-sig"):
@@ -104,7 +108,9 @@ def format_sync(report: SyncReport) -> str:
 
 
 def _name(text: str) -> str:
-    return visible_controls(text).replace("\n", "\\n")
+    """One name on one line; quoted when it holds the list's separators (``, `` / ``: ``)."""
+    shown = visible_controls(text).replace("\n", "\\n")
+    return json.dumps(shown, ensure_ascii=False) if ", " in shown or ": " in shown else shown
 
 
 def format_exec_result(result: ExecResult, timeout: float) -> str:

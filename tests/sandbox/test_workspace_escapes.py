@@ -174,6 +174,12 @@ RUN_LATER = [
     "env/bin/python3",
     ".githooks/pre-commit",
     "conf/git.inc",
+    "tools/hooks/pre-push",
+    "util.abi3.so",
+    "fixtures/repo.git/config",
+    "fixtures/repo.git/hooks/post-checkout",
+    ".Rprofile",
+    ".cargo/config.toml",
     "tools/agents.yaml",
     "docs/HEAD",
     ".pdbrc",
@@ -191,6 +197,9 @@ def _project(workspace: Path) -> dict[str, tuple[str, int, str]]:
     (workspace / "env/pyvenv.cfg").write_text("home = /usr/bin\n")
     (workspace / "env/bin/activate").write_text("# activate\n")
     (workspace / ".githooks").mkdir()
+    for part in ("objects", "refs"):  # an existing bare repository (a test fixture, say)
+        (workspace / "fixtures/repo.git" / part).mkdir(parents=True)
+    (workspace / "fixtures/repo.git/HEAD").write_text("ref: refs/heads/main\n")
     (workspace / ".git/config").write_text(
         '[core]\n\thooksPath = ".githooks" # team hooks\n[include]\n\tpath = ../conf/git.inc\n'
     )
