@@ -23,7 +23,7 @@ from typing import Literal
 
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import Verdict, is_skipped_dir
-from swarmchat.sandbox.cleanup import remove_tree
+from swarmchat.sandbox.cleanup import in_shared_memory, passable_by_all, remove_tree
 from swarmchat.workspace import Workspace
 
 PREFIX = "swarmchat-run-"
@@ -308,29 +308,14 @@ def scratch_bases(owner: tuple[int, int] | None = None) -> list[str]:
     directories that uid can pass through qualify (``/tmp`` as the last resort)."""
     found = [os.environ.get("SWARMCHAT_RUN_DIR", ""), os.environ.get("XDG_RUNTIME_DIR", "")]
     found.append(tempfile.gettempdir())
-    ok = [d for d in found if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK) and not _shm(d)]
+    ok = [
+        d
+        for d in found
+        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK) and not in_shared_memory(d)
+    ]
     if owner is not None:
-        ok = [d for d in [*ok, "/tmp"] if _passable(d)]
+        ok = [d for d in [*ok, "/tmp"] if passable_by_all(d)]
     return list(dict.fromkeys(ok)) or ["/tmp"]
-
-
-def _shm(path: str) -> bool:
-    real = os.path.realpath(path)
-    return real == "/dev/shm" or real.startswith("/dev/shm/") or real.startswith("/run/shm")
-
-
-def _passable(path: str) -> bool:
-    """Every directory from ``/`` to ``path`` lets other users through (o+x)."""
-    current = os.path.realpath(path)
-    while True:
-        try:
-            if not os.stat(current).st_mode & stat.S_IXOTH:
-                return False
-        except OSError:
-            return False
-        if current == "/":
-            return True
-        current = os.path.dirname(current)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,8 @@
-"""Removing a directory agent code wrote into, safely.
+"""Run-private directories: where they may live, and removing them safely.
+
+Where: never in ``/dev/shm`` (Landlock-tier code of any run can write there), and, for
+code running as another uid, only where that uid can pass.
+
 
 The code may still be racing us (a parallel run sharing the uid), may have left read-only
 directories, and may swap a directory for a symlink to a host directory mid-removal. So
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_ENTRIES = 2_000_000  # a bound on the walk, far above what a run can create in its time
@@ -79,3 +84,23 @@ def _names(fd: int) -> list[str]:
         return os.listdir(fd)
     except OSError:
         return []
+
+
+def in_shared_memory(path: str) -> bool:
+    """``/dev/shm`` (or below): shared with Landlock-tier code, so never for private dirs."""
+    real = os.path.realpath(path)
+    return real == "/dev/shm" or real.startswith(("/dev/shm/", "/run/shm"))
+
+
+def passable_by_all(path: str) -> bool:
+    """Every directory from ``/`` to ``path`` lets other users through (o+x)."""
+    current = os.path.realpath(path)
+    while True:
+        try:
+            if not os.stat(current).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+        if current == "/":
+            return True
+        current = os.path.dirname(current)

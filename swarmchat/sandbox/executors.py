@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import tempfile
 from pathlib import Path
 from typing import ClassVar
@@ -16,7 +15,7 @@ from typing import ClassVar
 from swarmchat.environment import scrubbed_env
 from swarmchat.errors import ToolError
 from swarmchat.sandbox import TIERS, ExecutorKind, confine, jail
-from swarmchat.sandbox.cleanup import remove_tree
+from swarmchat.sandbox.cleanup import in_shared_memory, passable_by_all, remove_tree
 from swarmchat.sandbox.confine import Limits, Runtime
 from swarmchat.sandbox.supervise import ExecResult, supervise, supervise_jailed
 
@@ -192,7 +191,7 @@ def private_dir(prefix: str, owner: tuple[int, int] | None = None) -> str:
     that was killed is recognised and removed later), handed to ``owner`` if given: then
     it lives where that uid can reach it (TMPDIR may be private to swarmchat's user)."""
     base = tempfile.gettempdir()
-    if _shm(base) or (owner is not None and not _searchable_by_all(base)):
+    if in_shared_memory(base) or (owner is not None and not passable_by_all(base)):
         base = "/tmp"  # /dev/shm: Landlock-tier code of any run can write there
     if base not in _swept:
         _swept.add(base)
@@ -206,13 +205,3 @@ def private_dir(prefix: str, owner: tuple[int, int] | None = None) -> str:
     if owner is not None:
         os.chown(path, *owner)
     return path
-
-
-def _shm(path: str) -> bool:
-    real = os.path.realpath(path)
-    return real == "/dev/shm" or real.startswith(("/dev/shm/", "/run/shm"))
-
-
-def _searchable_by_all(path: str) -> bool:
-    real = Path(path).resolve()
-    return all(os.stat(p).st_mode & stat.S_IXOTH for p in (real, *real.parents))
