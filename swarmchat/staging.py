@@ -84,6 +84,7 @@ class StagedRun:
         self.limits = limits
         self.seen: dict[str, _Seen] = {}
         self.dirs = 0
+        self.complete = True  # whether sync_back looked at the whole copy
 
     # --- in -------------------------------------------------------------------------------
 
@@ -194,8 +195,9 @@ class StagedRun:
             fd = os.open(self.root, _DIR)
         except OSError:
             return report
+        self.complete = True  # a part not looked at must not read as deleted
         self._sync_dir(fd, "", 0, present, report, budget)
-        for rel, seen in self.seen.items():
+        for rel, seen in self.seen.items() if self.complete else ():
             if rel not in present and self.workspace.unchanged(rel, seen.host):
                 with contextlib.suppress(ToolError, OSError):
                     self.workspace.remove(rel)
@@ -206,11 +208,16 @@ class StagedRun:
         self, dfd: int, prefix: str, depth: int, present: set[str], report: SyncReport, budget: list[int]
     ) -> None:
         try:
-            names = sorted(os.listdir(dfd))
+            try:
+                names = sorted(os.listdir(dfd))
+            except OSError:
+                self.complete = False
+                return
             for name in names:
                 rel = prefix + name
                 budget[2] -= 1
                 if budget[2] < 0:
+                    self.complete = False
                     if budget[2] == -1:
                         report.refused.append((prefix or ".", "too many entries; the rest was not looked at"))
                     return
@@ -225,6 +232,7 @@ class StagedRun:
                     try:
                         sub = os.open(name, _DIR, dir_fd=dfd)
                     except OSError:
+                        self.complete = False
                         continue
                     self._sync_dir(sub, rel + "/", depth + 1, present, report, budget)
                 elif stat.S_ISREG(st.st_mode):

@@ -521,3 +521,11 @@ def test_copies_never_live_where_landlock_code_can_reach(
     monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
     for owner in (None, (65534, 65534)):
         assert not any(b.startswith("/dev/shm") for b in scratch_bases(owner))
+
+
+def test_a_run_cut_short_by_the_entry_limit_deletes_nothing(tier: str, workspace: Path) -> None:
+    (workspace / "zzz_keep.txt").write_text("mine")
+    code = "import os\nos.makedirs('aaa', exist_ok=True)\nfor i in range(300):\n    open(f'aaa/{i}', 'w').close()\n"
+    _, report = run_staged(tier, workspace, code, limits=CopyLimits(out_entries=100))
+    assert (workspace / "zzz_keep.txt").read_text() == "mine"  # not looked at is not deleted
+    assert report.deleted == [] and any("too many entries" in why for _, why in report.refused)
