@@ -251,21 +251,35 @@ class PathPolicy:
         return not (self.exposed and _matcher(p.casefold() for p in self.exposed).match(name))
 
     def with_git_hooks(self, root: Path) -> PathPolicy:
-        """Also protect what ``.git/config`` points at inside the workspace: the hooks
-        directory (``core.hooksPath``, e.g. ``.githooks``: git runs what is there on commit,
-        checkout, merge...) and included config files (they could set hooks or fsmonitor)."""
-        try:
-            config = (root / ".git" / "config").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return self
-        # hooksPath is relative to the working tree, an include to the config file's directory
-        named = {_real(root / base / os.path.expanduser(v)) for base, v in _git_paths(config)}
+        """Also protect what ``.git/config`` points at: the hooks directory
+        (``core.hooksPath``, e.g. ``.githooks``: git runs what is there on commit, checkout,
+        merge...) and every config file it includes, followed to any depth (an included file
+        could set hooks or fsmonitor)."""
+        named: set[Path] = set()
+        queue: list[Path] = [root / ".git" / "config"]
+        seen: set[Path] = set()
+        while queue and len(seen) < 64:
+            config = queue.pop()
+            if config in seen:
+                continue
+            seen.add(config)
+            try:
+                text = config.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            for key, value in _git_paths(text):
+                # hooksPath is relative to the working tree, an include to its own file
+                base = root if key == "hookspath" else config.parent
+                target = _real(base / os.path.expanduser(value))
+                named.add(target)
+                if key == "path":
+                    queue.append(target)
         return replace(self, protected_paths=self.protected_paths | named) if named else self
 
 
 def _git_paths(config: str) -> list[tuple[str, str]]:
     """``core.hooksPath`` and ``include``/``includeIf`` ``path`` values of a git config,
-    each with the directory it is relative to."""
+    as (``hookspath`` or ``path``, value)."""
     found: list[tuple[str, str]] = []
     section = ""
     for raw in config.splitlines():
@@ -276,9 +290,9 @@ def _git_paths(config: str) -> list[tuple[str, str]]:
         key, _, value = line.partition("=")
         key, value = key.strip().lower(), value.strip().strip('"')
         if value and key == "hookspath":
-            found.append((".", value))
+            found.append(("hookspath", value))
         elif value and key == "path" and section in ("include", "includeif"):
-            found.append((".git", value))
+            found.append(("path", value))
     return found
 
 

@@ -174,6 +174,7 @@ RUN_LATER = [
     "env/bin/python3",
     ".githooks/pre-commit",
     "conf/git.inc",
+    "conf/more/deep.cfg",
     "tools/hooks/pre-push",
     "util.abi3.so",
     "fixtures/repo.git/config",
@@ -203,6 +204,8 @@ def _project(workspace: Path) -> dict[str, tuple[str, int, str]]:
     (workspace / ".git/config").write_text(
         '[core]\n\thooksPath = ".githooks" # team hooks\n[include]\n\tpath = ../conf/git.inc\n'
     )
+    (workspace / "conf").mkdir()
+    (workspace / "conf/git.inc").write_text('[includeIf "gitdir:~/"]\n\tpath = more/deep.cfg\n')
     (workspace / "agents.yaml").write_text("agents: []\n")
     (workspace / ".bashrc").write_text("# mine\n")
     (workspace / ".env").write_text(f"KEY={SECRET}\n")
