@@ -1,7 +1,8 @@
 """Per-run cost of each sandbox tier against a bare ``python3`` run of the same file.
 
 Target (issues 3 and 8): tier 1 (bubblewrap) adds under 50 ms per run, including the
-private copy of a small workspace that every ``ExecutePyFile`` runs on. Not a test: run
+private copy of a small workspace that every ``ExecutePyFile`` runs on. The copy's cost
+depends on where it lives: set ``SWARMCHAT_RUN_DIR`` to a tmpfs to measure that case. Not a test: run
 ``make bench`` and read the numbers. As root, the rows "as nobody" measure the path where
 code drops to uid 65534 (a system interpreter), against a bare run of that interpreter.
 """
