@@ -18,6 +18,7 @@ Names are compared case-folded, so ``.GIT/hooks`` on a case-insensitive disk is 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -248,7 +249,12 @@ class PathPolicy:
     def _hidden(self, name: str) -> bool:
         if name.endswith(EXAMPLE_SUFFIXES) or not _HIDDEN.match(name):
             return False
-        return not (self.exposed and _matcher(p.casefold() for p in self.exposed).match(name))
+        return not (self.exposed and self._exposed.match(name))
+
+    @functools.cached_property
+    def _exposed(self) -> re.Pattern[str]:
+        """Compiled once: checked for every path component of every file of every run."""
+        return _matcher(p.casefold() for p in self.exposed)
 
     def with_git_hooks(self, root: Path) -> PathPolicy:
         """Also protect what ``.git/config`` points at: the hooks directory

@@ -24,7 +24,7 @@ from typing import Literal
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import Verdict, is_skipped_dir
 from swarmchat.sandbox.cleanup import in_shared_memory, passable_by_all, remove_tree
-from swarmchat.workspace import Workspace
+from swarmchat.workspace import Workspace, read_upto
 
 PREFIX = "swarmchat-run-"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -276,7 +276,9 @@ class StagedRun:
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     return
-                data = _read_all(fd, budget[1])
+                data = read_upto(fd, budget[1] + 1)
+                if len(data) > budget[1]:
+                    raise ToolError("larger than the bytes a run may leave")
             finally:
                 os.close(fd)
             self.workspace.write(rel, data, mode=0o755 if st.st_mode & 0o111 else 0o644)
@@ -296,16 +298,6 @@ def _utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _read_all(fd: int, limit: int) -> bytes:
-    chunks, size = [], 0
-    while chunk := os.read(fd, 1 << 20):
-        size += len(chunk)
-        if size > limit:
-            raise ToolError("larger than the bytes a run may leave")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def scratch_bases(owner: tuple[int, int] | None = None) -> list[str]:

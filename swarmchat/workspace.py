@@ -194,7 +194,7 @@ class Workspace:
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise ToolError(f"'{name}' is not a regular file")
-                data = _read_upto(fd, limit + 1)
+                data = read_upto(fd, limit + 1)
             finally:
                 os.close(fd)
         finally:
@@ -224,7 +224,7 @@ class Workspace:
             os.close(dfd)
 
 
-def _read_upto(fd: int, limit: int) -> bytes:
+def read_upto(fd: int, limit: int) -> bytes:
     """``os.read`` returns at most what one call gives (2 GiB, or less on some files)."""
     chunks, size = [], 0
     while size < limit and (chunk := os.read(fd, min(1 << 20, limit - size))):

@@ -7,6 +7,9 @@ says about itself.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import stat
 import sys
 import uuid
 from pathlib import Path
@@ -16,7 +19,7 @@ from proctools import pids_running, wait_until_gone
 
 from swarmchat.sandbox.tiers import ExecResult, Executor, Sandbox
 
-__all__ = ["TIERS", "executor_for", "pids_running", "run", "script_name", "wait_until_gone"]
+__all__ = ["TIERS", "executor_for", "host_tree", "pids_running", "run", "script_name", "wait_until_gone"]
 
 TIERS = ("bwrap", "landlock")
 _executors: dict[str, Executor | str] = {}
@@ -50,3 +53,15 @@ def run(
     name = name or script_name()
     (workspace / name).write_text(code)
     return asyncio.run(executor_for(tier).run(name, workspace, timeout, network))
+
+
+def host_tree(root: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Host oracle: every entry under ``root`` with its mode, owner, group and content hash."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            st = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
+            found[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, digest)
+    return found

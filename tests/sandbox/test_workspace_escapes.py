@@ -10,7 +10,6 @@ what the code says about itself.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import stat
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sbx_helpers import executor_for
+from sbx_helpers import executor_for, host_tree
 
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import PathPolicy
@@ -52,18 +51,6 @@ def run_staged(
             return result, run.sync_back()
 
     return asyncio.run(go())
-
-
-def tree(root: Path) -> dict[str, tuple[str, int, str]]:
-    """Host oracle: every entry under ``root`` with its type, mode and content hash."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
-            found[str(path.relative_to(root))] = (stat.filemode(st.st_mode), st.st_mode, digest)
-    return found
 
 
 def leftovers() -> list[str]:
@@ -210,7 +197,7 @@ def _project(workspace: Path) -> dict[str, tuple[str, int, str]]:
     (workspace / ".bashrc").write_text("# mine\n")
     (workspace / ".env").write_text(f"KEY={SECRET}\n")
     (workspace / "old.txt").write_text("delete me\n")
-    return tree(workspace)
+    return host_tree(workspace)
 
 
 WRITE_RUN_LATER = f"""
@@ -230,7 +217,7 @@ def test_code_cannot_write_files_the_host_runs_later(tier: str, workspace: Path)
     policy = PathPolicy.for_session(None, cwd=workspace)
     result, report = run_staged(tier, workspace, WRITE_RUN_LATER, policy=policy)
     assert result.exit_code == 0, result.stderr
-    after = tree(workspace)
+    after = host_tree(workspace)
     assert sorted(set(after) - set(before)) == ["result.txt"]
     assert sorted(set(before) - set(after)) == ["old.txt"]  # a deletion is a change it may make
     assert all(after[k] == before[k] for k in before if k in after)
@@ -243,7 +230,7 @@ def test_file_tool_cannot_write_files_the_host_runs_later(workspace: Path, name:
     ws = Workspace(workspace, PathPolicy.for_session(None, cwd=workspace))
     with pytest.raises(ToolError):
         ws.write(name, b"#!/bin/sh\ntouch /tmp/pwned\n")
-    assert tree(workspace) == before
+    assert host_tree(workspace) == before
 
 
 def test_swarm_file_given_with_a_path_is_protected(workspace: Path) -> None:
@@ -289,7 +276,7 @@ os.symlink('/root', 'deep/er/home')
 def test_only_plain_regular_files_come_back(tier: str, workspace: Path) -> None:
     result, report = run_staged(tier, workspace, LEAVE_BEHIND)
     assert result.exit_code == 0, result.stderr
-    for rel, (_, mode, _) in tree(workspace).items():
+    for rel, (mode, _, _, _) in host_tree(workspace).items():
         assert stat.S_ISREG(mode) or stat.S_ISDIR(mode), rel
         assert not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX), rel
         assert mode & 0o022 == 0 or stat.S_ISDIR(mode), rel  # not group/world writable

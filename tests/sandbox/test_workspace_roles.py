@@ -6,11 +6,10 @@ files, their owners and modes, and everything that left the sandbox."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-from pathlib import Path
 
+from sbx_helpers import host_tree
 from sbx_roles import Box
 
 SECRET = "sk-live-" + "9" * 40
@@ -40,17 +39,6 @@ os.chmod('result.txt', 0o777)
 """
 
 
-def hashes(root: Path) -> dict[str, tuple[int, int, int, str]]:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath, name)
-            st = path.lstat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
-            out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, digest)
-    return out
-
-
 def test_workspace_promises_hold_for_every_identity(box: Box) -> None:
     ws = box.ws
     (ws / ".env").write_text(f"OPENAI_API_KEY={SECRET}\n")
@@ -65,12 +53,12 @@ def test_workspace_promises_hold_for_every_identity(box: Box) -> None:
         os.chown(path, box.role.code_uid, box.role.code_uid)
     name = box.script(HOSTILE)
     os.chown(ws / name, box.role.code_uid, box.role.code_uid)
-    before = hashes(ws)
+    before = host_tree(ws)
     report = box.run([{"file": name, "staged": True}])
     result = report["results"][0]  # type: ignore[index]
     assert result["exit_code"] == 0, result
     assert SECRET not in result["stdout"] + result["stderr"]
-    after = hashes(ws)
+    after = host_tree(ws)
     assert sorted(set(after) - set(before)) == ["result.txt", "suid"]  # plain files only
     assert {k: after[k] for k in before} == before  # .env, .git, agents.yaml, env/ untouched
     for new in ("result.txt", "suid"):
