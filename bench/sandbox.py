@@ -1,8 +1,10 @@
 """Per-run cost of each sandbox tier against a bare ``python3`` run of the same file.
 
 Target (issues 3 and 8): tier 1 (bubblewrap) adds under 50 ms per run, including the
-private copy of a small workspace that every ``ExecutePyFile`` runs on. The copy's cost
-depends on where it lives: set ``SWARMCHAT_RUN_DIR`` to a tmpfs to measure that case. Not a test: run
+private copy of a small workspace that every ``ExecutePyFile`` runs on ("+ copy": a
+session refreshes its copy between runs; "+ new copy": the session's first run, which
+makes it). The copy's cost depends on where it lives: set ``SWARMCHAT_RUN_DIR`` to a tmpfs
+to measure that case. Not a test: run
 ``make bench`` and read the numbers. As root, the rows "as nobody" measure the path where
 code drops to uid 65534 (a system interpreter), against a bare run of that interpreter.
 """
@@ -19,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from swarmchat.copies import CopyPool
 from swarmchat.sandbox.tiers import Sandbox, UnconfinedExecutor
-from swarmchat.staging import staged
 from swarmchat.workspace import Workspace
 
 RUNS = 25
@@ -43,10 +45,11 @@ async def through(executor, ws: Path) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
-async def through_copy(executor, project: Path) -> float:  # type: ignore[no-untyped-def]
-    """As ExecutePyFile runs code: a private copy of a small project, then the sync back."""
+async def through_copy(executor, project: Path, copies: CopyPool) -> float:  # type: ignore[no-untyped-def]
+    """As ExecutePyFile runs code: the session's private copy of a small project, made
+    (first run) or refreshed (later runs), then the sync back."""
     start = time.perf_counter()
-    with staged(Workspace(project), "t.py", SCRIPT.encode(), executor.run_as) as run:
+    with copies.staged(Workspace(project), "t.py", SCRIPT.encode(), executor.run_as) as run:
         result = await executor.run("t.py", run.root, 30)
         run.sync_back()
     assert result.exit_code == 0, result.stderr
@@ -97,8 +100,12 @@ async def main() -> None:
             rows[label] = [await through(executor, ws) for _ in range(RUNS)]
             if executor.confined and not executor.run_as:
                 project = small_project(Path(base_dir))
-                copied = [await through_copy(executor, project) for _ in range(RUNS)]
-                rows[f"{label} + workspace copy"] = copied
+                fresh = [await through_copy(executor, project, CopyPool(keep=False)) for _ in range(RUNS)]
+                rows[f"{label} + new copy"] = fresh
+                copies = CopyPool()
+                await through_copy(executor, project, copies)  # the session's first run
+                rows[f"{label} + copy"] = [await through_copy(executor, project, copies) for _ in range(RUNS)]
+                copies.close()
                 shutil.rmtree(project)
     finally:
         shutil.rmtree(base_dir, ignore_errors=True)

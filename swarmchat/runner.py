@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from swarmchat.approval import Approver
+from swarmchat.copies import CopyPool
 from swarmchat.errors import ConfigError, ProviderError, SwarmchatError, ToolError
 from swarmchat.events import (
     Event,
@@ -74,6 +75,7 @@ class Runner:
         sandbox: Sandbox,
         approver: Approver,
         options: RunOptions | None = None,
+        copies: CopyPool | None = None,
     ) -> None:
         self.swarm = swarm
         self.client = client
@@ -83,6 +85,7 @@ class Runner:
         self.sandbox = sandbox
         self.approver = approver
         self.options = options or RunOptions()
+        self.copies = copies or CopyPool()  # the workspace copies code runs on, kept between runs
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def ask(self, text: str, emit: Callable[[Event], None], agent: str | None = None) -> RunFinished:
@@ -216,7 +219,14 @@ class Runner:
             return await self._delegate(scope, recipient, message)
 
         ctx = ToolContext(
-            scope, call_id, self.workspace, self.sandbox, self.client, self.options.exec_timeout, delegate
+            scope,
+            call_id,
+            self.workspace,
+            self.sandbox,
+            self.client,
+            self.options.exec_timeout,
+            delegate,
+            self.copies,
         )
         try:
             return await invoke(tool, ctx, self.approver), True

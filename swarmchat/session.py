@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 from swarmchat.approval import Approver, Asker, Mode
+from swarmchat.copies import CopyPool
 from swarmchat.environment import (
     Redactor,
     ensure_private_dir,
@@ -87,6 +88,7 @@ class Session:
         self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))
         self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))
         self.sandbox = make_sandbox(opts, self.swarm, self.workspace.root)
+        self.copies = CopyPool()  # the workspace copies code runs on, kept between runs
         mode: Mode = "auto" if opts.yes else ("ask" if asker else "deny")
         self.approver = Approver(mode, asker)
         self._client = client
@@ -119,6 +121,7 @@ class Session:
                 self.sandbox,
                 self.approver,
                 options,
+                self.copies,
             )
         return self._runner
 
@@ -135,6 +138,7 @@ class Session:
         self._runner = None
 
     async def aclose(self) -> None:
+        self.copies.close()
         close = getattr(self._client, "aclose", None)
         if close is not None:
             await close()

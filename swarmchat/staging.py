@@ -1,8 +1,8 @@
 """A private copy of the workspace for each run of agent code, and the checked way back.
 
-Agent code never touches the user's directory. Each ``ExecutePyFile`` runs in a fresh
-copy (credential files left out, version control and virtual environments too), made
-from the exact bytes the user approved for the script itself. When the run is over and
+Agent code never touches the user's directory. Each ``ExecutePyFile`` runs in a copy
+equal to a fresh one (credential files left out, version control and virtual environments
+too), with the exact bytes the user approved as the script itself. When the run is over and
 its processes are dead, only *regular files* the run created or changed come back, through
 the same safe writer as ``File``: no links, FIFOs or devices, no setuid/setgid bits, no
 protected path (``.git``, ``.env``, the swarm file, shell start-up files...), within
@@ -15,20 +15,18 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import Verdict, is_skipped_dir
-from swarmchat.sandbox.cleanup import in_shared_memory, passable_by_all, remove_tree
+from swarmchat.sandbox.cleanup import remove_at
 from swarmchat.workspace import Workspace, read_upto
 
-PREFIX = "swarmchat-run-"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 32
 
 
@@ -68,43 +66,71 @@ class SyncReport:
 
 @dataclass(frozen=True)
 class _Seen:
+    """A file of the copy as the copy-in left it, and the workspace file it came from."""
+
     size: int
     mtime_ns: int
     mode: int
     host: tuple[int, int, int, int]  # st_dev, st_ino, size, mtime_ns of the original
+    copy: tuple[int, int, int] = (0, 0, -1)  # st_ino, st_ctime_ns, st_uid of the copy's file
+    host_ctime_ns: int = -1
 
 
 class StagedRun:
-    """One run's private copy (``root``), made by :func:`staged`."""
+    """One private copy (``root``): filled from the workspace, run on, synced back, and
+    possibly refreshed for a later run of the same session (see :mod:`swarmchat.copies`)."""
 
-    def __init__(self, workspace: Workspace, base: Path, limits: CopyLimits) -> None:
+    def __init__(
+        self, workspace: Workspace, base: Path, limits: CopyLimits, owner: tuple[int, int] | None = None
+    ) -> None:
         self.workspace = workspace
         self.base = base
         self.root = base / "ws"
         self.limits = limits
+        self.owner = owner if owner != (os.getuid(), os.getgid()) else None
         self.seen: dict[str, _Seen] = {}
-        self.dirs = 0
+        self.dirs: dict[str, tuple[int, int]] = {}  # rel -> (st_ino, st_mode) as created
+        self.stale: set[str] = set()  # the approved script: its bytes may differ from the disk
+        self.copied_bytes = 0
         self.complete = True  # whether sync_back looked at the whole copy
+        self.synced = False  # sync_back ran, so every process of the run was dead by then
+        self._keep: dict[str, _Seen] = {}
+        self._old_dirs: dict[str, tuple[int, int]] = {}
 
     # --- in -------------------------------------------------------------------------------
 
     def copy_in(self, script: str, approved: bytes) -> None:
-        self.root.mkdir(mode=0o700)
-        total = self._copy_dir(self.workspace.root, self.root, "", 0, 0)
-        if total > self.limits.in_bytes:
-            raise self._too_big()
-        target = self.root / script  # the approved bytes run, whatever the disk says now
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(approved)
-        st = target.stat()
-        host = self.seen[script].host if script in self.seen else (0, 0, -1, 0)
-        self.seen[script] = _Seen(st.st_size, st.st_mtime_ns, st.st_mode, host)
+        """Make the copy equal a fresh copy of the workspace, with the approved bytes as
+        ``script``. A copy that already ran code keeps only files that provably changed on
+        neither side: the workspace file has the same identity and ctime, the copy's file
+        the same inode, ctime and owner (a process cannot set a ctime back). Everything
+        else in it is removed or copied again. All of it through directory descriptors
+        opened without following links: a directory swapped for a symlink is never entered."""
+        self._keep = {rel: s for rel, s in self.seen.items() if rel not in self.stale}
+        self._old_dirs = self.dirs
+        self.seen, self.dirs, self.stale = {}, {}, set()
+        self.synced, self.complete = False, True
+        base = os.open(self.base, _DIR)
+        try:
+            root = self._enter(base, "ws", "")
+            try:
+                self.copied_bytes = self._copy_dir(self.workspace.root, root, "", 0, 0)
+                if self.copied_bytes > self.limits.in_bytes:
+                    raise self._too_big()
+                self._write_script(root, script, approved)
+            finally:
+                os.close(root)
+        finally:
+            os.close(base)
+            self._keep, self._old_dirs = {}, {}
 
-    def _copy_dir(self, src: Path, dst: Path, prefix: str, depth: int, total: int) -> int:
+    def _copy_dir(self, src: Path, dfd: int, prefix: str, depth: int, total: int) -> int:
         try:
             entries = sorted(os.scandir(src), key=lambda e: e.name)
         except OSError:
-            return total
+            entries = []
+        present = {e.name: e for e in os.scandir(dfd)}  # what a run before this one left
+        wanted: set[str] = set()
         for entry in entries:
             rel = prefix + entry.name
             if entry.is_symlink():
@@ -114,20 +140,93 @@ class StagedRun:
                     continue
                 if is_skipped_dir(entry.name, os.path.exists(os.path.join(entry.path, "pyvenv.cfg"))):
                     continue
-                self.dirs += 1
-                if self.dirs > self.limits.in_files:
+                if len(self.dirs) > self.limits.in_files:
                     raise self._too_big()
-                (dst / entry.name).mkdir(mode=0o755)
-                total = self._copy_dir(Path(entry.path), dst / entry.name, rel + "/", depth + 1, total)
+                wanted.add(entry.name)
+                sub = self._enter(dfd, entry.name, rel)
+                try:
+                    total = self._copy_dir(Path(entry.path), sub, rel + "/", depth + 1, total)
+                finally:
+                    os.close(sub)
             elif entry.is_file(follow_symlinks=False) and self._verdict(rel) in ("ok", "protected"):
                 if len(self.seen) >= self.limits.in_files:
                     raise self._too_big()
-                total += self._copy_file(entry.path, dst / entry.name, rel)
+                wanted.add(entry.name)
+                before = self._keep.get(rel)
+                if before is not None and _unchanged(present.get(entry.name), entry, before):
+                    self.seen[rel] = before
+                    total += before.size
+                else:
+                    remove_at(dfd, entry.name)
+                    total += self._copy_file(entry.path, dfd, entry.name, rel)
                 if total > self.limits.in_bytes:
                     raise self._too_big()
+        for name in present:
+            if name not in wanted:
+                remove_at(dfd, name)
         return total
 
-    def _copy_file(self, src: str, dst: Path, rel: str) -> int:
+    def _enter(self, dfd: int, name: str, rel: str) -> int:
+        """The copy's directory ``name``, opened: the one this copy made, if it is still
+        that directory in kind, mode, owner and extended attributes (a default ACL there
+        would shape the files copied in next); else a new one."""
+        before = self._old_dirs.get(rel)
+        if before is not None:
+            with contextlib.suppress(OSError):
+                fd = os.open(name, _DIR, dir_fd=dfd)
+                st = os.fstat(fd)
+                if (st.st_ino, st.st_mode, st.st_uid) == (*before, self._uid) and not os.listxattr(fd):
+                    self.dirs[rel] = before
+                    return fd
+                os.close(fd)
+        remove_at(dfd, name)
+        os.mkdir(name, 0o700 if rel == "" else 0o755, dir_fd=dfd)
+        fd = os.open(name, _DIR, dir_fd=dfd)
+        try:
+            st = self._own(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        self.dirs[rel] = (st.st_ino, st.st_mode)
+        return fd
+
+    def _write_script(self, root: int, script: str, approved: bytes) -> None:
+        """The approved bytes run, whatever the disk says now. Its directories are made
+        when the copy left them out (a skipped directory)."""
+        *parts, name = script.split("/")
+        dfd = os.dup(root)
+        try:
+            for i, part in enumerate(parts):
+                sub = self._enter(dfd, part, "/".join(parts[: i + 1]))
+                os.close(dfd)
+                dfd = sub
+            remove_at(dfd, name)
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
+            )
+        finally:
+            os.close(dfd)
+        try:
+            view = memoryview(approved)
+            while view:
+                view = view[os.write(fd, view) :]
+            st = self._own(fd)
+        finally:
+            os.close(fd)
+        host = self.seen[script].host if script in self.seen else (0, 0, -1, 0)
+        self.seen[script] = _Seen(st.st_size, st.st_mtime_ns, st.st_mode, host)
+        self.stale = {script}
+
+    @property
+    def _uid(self) -> int:
+        return self.owner[0] if self.owner is not None else os.getuid()
+
+    def _own(self, fd: int) -> os.stat_result:
+        if self.owner is not None:
+            os.fchown(fd, *self.owner)
+        return os.fstat(fd)
+
+    def _copy_file(self, src: str, dfd: int, name: str, rel: str) -> int:
         try:
             fd = os.open(src, _FILE)  # O_NONBLOCK: a FIFO planted here must not hang us
         except OSError:
@@ -137,7 +236,7 @@ class StagedRun:
             if not stat.S_ISREG(st.st_mode):
                 return 0
             mode = 0o755 if st.st_mode & 0o111 else 0o644
-            out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+            out = os.open(name, _NEW, mode, dir_fd=dfd)
             try:
                 with contextlib.suppress(OSError):
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -148,13 +247,18 @@ class StagedRun:
                         break
                     copied += n
                 os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-                mine = os.fstat(out)
+                mine = self._own(out)
             finally:
                 os.close(out)
         finally:
             os.close(fd)
         self.seen[rel] = _Seen(
-            mine.st_size, mine.st_mtime_ns, mine.st_mode, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            mine.st_size,
+            mine.st_mtime_ns,
+            mine.st_mode,
+            (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
+            (mine.st_ino, mine.st_ctime_ns, mine.st_uid),
+            st.st_ctime_ns,
         )
         return st.st_size
 
@@ -175,15 +279,6 @@ class StagedRun:
             "SWARMCHAT_COPY_MAX_FILES / SWARMCHAT_COPY_MAX_MB."
         )
 
-    def chown(self, owner: tuple[int, int]) -> None:
-        """Hand the copy to the unprivileged uid the code runs as."""
-        uid, gid = owner
-        os.chown(self.base, uid, gid)
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            os.chown(dirpath, uid, gid)
-            for name in dirnames + filenames:
-                os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
-
     # --- out ------------------------------------------------------------------------------
 
     def sync_back(self) -> SyncReport:
@@ -202,6 +297,7 @@ class StagedRun:
                 with contextlib.suppress(ToolError, OSError):
                     self.workspace.remove(rel)
                     report.deleted.append(rel)
+        self.synced = True
         return report
 
     def _sync_dir(
@@ -292,73 +388,28 @@ class StagedRun:
             report.refused.append((rel, "setuid/setgid bits were dropped"))
 
 
+def _unchanged(copy: os.DirEntry[str] | None, host: os.DirEntry[str], before: _Seen) -> bool:
+    """Whether both the copy's file and the workspace's are still exactly as copied."""
+    if copy is None:
+        return False
+    try:
+        mine = copy.stat(follow_symlinks=False)
+        theirs = host.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(mine.st_mode)
+        and mine.st_nlink == 1
+        and (mine.st_ino, mine.st_ctime_ns, mine.st_uid) == before.copy
+        and (mine.st_size, mine.st_mtime_ns, mine.st_mode) == (before.size, before.mtime_ns, before.mode)
+        and (theirs.st_dev, theirs.st_ino, theirs.st_size, theirs.st_mtime_ns) == before.host
+        and theirs.st_ctime_ns == before.host_ctime_ns
+    )
+
+
 def _utf8(name: str) -> bool:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
-
-
-def scratch_bases(owner: tuple[int, int] | None = None) -> list[str]:
-    """Where copies may live, best first: ``SWARMCHAT_RUN_DIR``, the user's runtime
-    directory (memory-backed on most desktops), else the temp directory. Never
-    ``/dev/shm``: the Landlock tier lets code there (POSIX semaphores need it), so a run of
-    another session could reach a copy. When code runs as another uid (``owner``), only
-    directories that uid can pass through qualify (``/tmp`` as the last resort)."""
-    found = [os.environ.get("SWARMCHAT_RUN_DIR", ""), os.environ.get("XDG_RUNTIME_DIR", "")]
-    found.append(tempfile.gettempdir())
-    ok = [
-        d
-        for d in found
-        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK) and not in_shared_memory(d)
-    ]
-    if owner is not None:
-        ok = [d for d in [*ok, "/tmp"] if passable_by_all(d)]
-    return list(dict.fromkeys(ok)) or ["/tmp"]
-
-
-@contextlib.contextmanager
-def staged(
-    workspace: Workspace,
-    script: str,
-    approved: bytes,
-    owner: tuple[int, int] | None = None,
-    limits: CopyLimits | None = None,
-) -> Iterator[StagedRun]:
-    """A private copy for one run, removed on every way out (errors and cancellation too)."""
-    bases = scratch_bases(owner)
-    sweep_stale(bases)
-    base = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=bases[0]))
-    run = StagedRun(workspace, base, limits or CopyLimits.from_env())
-    try:
-        run.copy_in(script, approved)
-        if owner is not None and owner != (os.getuid(), os.getgid()):
-            run.chown(owner)
-        yield run
-    finally:
-        remove_tree(base)
-
-
-_swept: set[str] = set()
-
-
-def sweep_stale(bases: list[str]) -> None:
-    """Remove copies left by swarmchat processes that died (SIGKILL, power loss): once
-    per directory and process."""
-    for base in bases:
-        if base not in _swept:
-            _swept.add(base)
-            _sweep(base)
-
-
-def _sweep(base: str) -> None:
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(base):
-            if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
-                continue
-            pid = entry.name[len(PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-                with contextlib.suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_uid == os.getuid():
-                        remove_tree(Path(entry.path))

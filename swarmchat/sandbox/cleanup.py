@@ -41,6 +41,28 @@ def remove_tree(path: str | os.PathLike[str]) -> None:
         os.rmdir(path)
 
 
+def remove_at(dfd: int, name: str) -> None:
+    """Remove the entry ``name`` of the directory open as ``dfd``, whatever it is (a tree
+    is emptied first); nothing is followed and a missing entry is fine."""
+    try:
+        os.unlink(name, dir_fd=dfd)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass  # a directory
+    try:
+        sub = os.open(name, _DIR, dir_fd=dfd)
+    except OSError:
+        return
+    try:
+        _empty(sub)
+    finally:
+        os.close(sub)
+    with contextlib.suppress(OSError):
+        os.rmdir(name, dir_fd=dfd)
+
+
 def _empty(top: int) -> None:
     """Empty the directory open as ``top`` (the descriptor stays the caller's)."""
     # Each frame: a directory's descriptor, its entries still to look at, and its name in

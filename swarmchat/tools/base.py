@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from instructor import OpenAISchema
 from pydantic import ConfigDict, ValidationError
 
+from swarmchat.copies import CopyPool
 from swarmchat.errors import ToolError
 from swarmchat.events import Approval, ApprovalReason, ApprovalRequested, ApprovalResolved, ToolSummary
 from swarmchat.messages import ModelClient, ToolSpec
@@ -38,6 +39,7 @@ class ToolContext:
     client: ModelClient
     exec_timeout: float
     delegate: Callable[[str, str], Awaitable[str]]  # (recipient, message) -> the answer
+    copies: CopyPool = field(default_factory=lambda: CopyPool(keep=False))  # the session's
 
 
 class Tool(OpenAISchema):  # type: ignore[misc]

@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr
 from swarmchat.errors import ToolError
 from swarmchat.events import Approval, ToolSummary
 from swarmchat.sandbox.supervise import ExecResult
-from swarmchat.staging import SyncReport, staged
+from swarmchat.staging import SyncReport
 from swarmchat.textsafe import FILES_MARKER, visible_controls
 from swarmchat.tools.base import Tool, ToolContext
 from swarmchat.tools.files import WORKSPACE_NOTE
@@ -57,10 +57,10 @@ class ExecutePyFile(Tool):
 
     async def run(self, ctx: ToolContext) -> str:
         """Run the approved bytes on a private copy of the workspace; bring back only the
-        regular files the run wrote (see staging.py)."""
+        regular files the run wrote (see staging.py and copies.py)."""
         async with ctx.sandbox.slot():
             executor = await ctx.sandbox.executor()
-            with staged(ctx.workspace, self._path, self._code, executor.run_as) as run:
+            with ctx.copies.staged(ctx.workspace, self._path, self._code, executor.run_as) as run:
                 result = await executor.run(self._path, run.root, ctx.exec_timeout, ctx.scope.agent.network)
                 report = run.sync_back()
         return format_exec_result(result, ctx.exec_timeout) + format_sync(report)

@@ -64,7 +64,7 @@ async def one(ex, box, run):
 
 async def staged_run(ex, run):
     from swarmchat.pathpolicy import PathPolicy
-    from swarmchat.staging import staged
+    from swarmchat.copies import staged
     from swarmchat.workspace import Workspace
 
     workspace = Workspace(ws, PathPolicy.for_session(None, cwd=ws))

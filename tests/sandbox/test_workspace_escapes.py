@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 from sbx_helpers import executor_for, host_tree
 
+from swarmchat.copies import PREFIX, scratch_bases, staged
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import PathPolicy
 from swarmchat.sandbox.supervise import ExecResult
 from swarmchat.sandbox.tiers import Sandbox
-from swarmchat.staging import PREFIX, CopyLimits, SyncReport, scratch_bases, staged
+from swarmchat.staging import CopyLimits, SyncReport
 from swarmchat.workspace import Workspace
 
 SECRET = "sk-live-" + "7" * 40
