@@ -60,15 +60,9 @@ class CopyPool:
     ) -> Iterator[StagedRun]:
         """A copy for one run, equal to a fresh one; on every way out it is either kept
         (the run ended and was synced back) or removed."""
-        run, self._idle = self._idle, None
-        if run is not None and (run.workspace is not workspace or run.owner != _other(owner)):
-            remove_tree(run.base)
-            run = None
-        if run is None:
-            run = _new_copy(workspace, owner, self.limits or CopyLimits.from_env())
+        run = self._filled(self._take(workspace, owner), workspace, owner, script, approved)
         kept = False
         try:
-            run.copy_in(script, approved)
             if run.owner is not None:
                 os.chown(run.base, *run.owner)
             yield run
@@ -80,6 +74,45 @@ class CopyPool:
                     self._idle = run
             if self._idle is not run:
                 remove_tree(run.base)
+
+    def _take(self, workspace: Workspace, owner: tuple[int, int] | None) -> StagedRun | None:
+        """The kept copy, if it may serve this run (same directory, rules and owner)."""
+        run, self._idle = self._idle, None
+        if run is None:
+            return None
+        mine = owner if owner != (os.getuid(), os.getgid()) else None
+        if (run.workspace.root, run.workspace.policy, run.owner) != (workspace.root, workspace.policy, mine):
+            remove_tree(run.base)
+            return None
+        run.workspace = workspace
+        return run
+
+    def _filled(
+        self,
+        run: StagedRun | None,
+        workspace: Workspace,
+        owner: tuple[int, int] | None,
+        script: str,
+        approved: bytes,
+    ) -> StagedRun:
+        """``run`` refreshed, or a new copy when there is none or the refresh failed (the
+        kept copy was cleaned away by the system, say): removed again if that fails too."""
+        if run is not None:
+            try:
+                run.copy_in(script, approved)
+                return run
+            except OSError:
+                remove_tree(run.base)
+            except BaseException:
+                remove_tree(run.base)
+                raise
+        run = _new_copy(workspace, owner, self.limits or CopyLimits.from_env())
+        try:
+            run.copy_in(script, approved)
+        except BaseException:
+            remove_tree(run.base)
+            raise
+        return run
 
     def close(self) -> None:
         run, self._idle = self._idle, None
@@ -105,10 +138,6 @@ def staged(
 ) -> contextlib.AbstractContextManager[StagedRun]:
     """A fresh private copy for one run, removed on every way out."""
     return CopyPool(limits, keep=False).staged(workspace, script, approved, owner)
-
-
-def _other(owner: tuple[int, int] | None) -> tuple[int, int] | None:
-    return owner if owner != (os.getuid(), os.getgid()) else None
 
 
 def _new_copy(workspace: Workspace, owner: tuple[int, int] | None, limits: CopyLimits) -> StagedRun:

@@ -50,6 +50,49 @@ def test_proxy_delegates_coder_writes_and_runs_file(tmp_path: Path) -> None:
     assert m.remaining() == 0
 
 
+def test_code_runs_of_a_session_share_one_refreshed_copy(tmp_path: Path, monkeypatch) -> None:
+    import swarmchat.copies
+
+    made = []
+    real = swarmchat.copies._new_copy
+    monkeypatch.setattr(swarmchat.copies, "_new_copy", lambda *a: made.append(real(*a)) or made[-1])
+    m = ScriptedModel()
+    m.script(
+        "coder",
+        calls(
+            (
+                "File",
+                {
+                    "chain_of_thought": "",
+                    "file_name": "one.py",
+                    "body": "open('out.txt', 'w').write('one')\n",
+                },
+            )
+        ),
+        calls(("ExecutePyFile", {"file_name": "one.py"})),
+        calls(("File", {"chain_of_thought": "", "file_name": "note.txt", "body": "a note"})),
+        calls(
+            (
+                "File",
+                {
+                    "chain_of_thought": "",
+                    "file_name": "two.py",
+                    "body": "print(open('out.txt').read(), open('note.txt').read())\n",
+                },
+            )
+        ),
+        calls(("ExecutePyFile", {"file_name": "two.py"})),
+        say("done"),
+    )
+    h = harness(tmp_path, m)
+    assert asyncio.run(h.ask("go", agent="coder")).status == "completed"
+    second = tool_outputs(h, "ExecutePyFile")[1]
+    assert "one a note" in second, second
+    assert len(made) == 1 and made[0].base.exists(), "the second run refreshed the first run's copy"
+    h.runner.copies.close()
+    assert not made[0].base.exists()
+
+
 def test_specialist_thread_persists_across_calls(tmp_path: Path) -> None:
     m = ScriptedModel()
     m.script(

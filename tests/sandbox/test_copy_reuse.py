@@ -18,6 +18,7 @@ import pytest
 from sbx_helpers import executor_for
 
 from swarmchat.copies import CopyPool, staged
+from swarmchat.pathpolicy import PathPolicy
 from swarmchat.sandbox.tiers import Executor, Sandbox
 from swarmchat.staging import SyncReport
 from swarmchat.workspace import Workspace
@@ -210,14 +211,19 @@ def test_copies_of_other_workspaces_and_owners_are_not_mixed(tmp_path: Path) -> 
         d.mkdir()
         (d / "which.txt").write_text(d.name)
     pool = CopyPool()
+    bases = []
     try:
-        for d in (first, second, first):
-            ws = Workspace(d)
+        for d in (first, second, second, first):
+            ws = Workspace(d)  # a new object for the same directory and rules: the same copy
             with pool.staged(ws, "x.py", b"") as run:
                 assert (run.root / "which.txt").read_text() == d.name
                 run.sync_back()
+                bases.append(run.base)
+        with pool.staged(Workspace(first, PathPolicy(exposed=(".env",))), "x.py", b"") as run:
+            bases.append(run.base)
     finally:
         pool.close()
+    assert bases[1] == bases[2] and len(set(bases)) == 4
     with staged(Workspace(first), "x.py", b"") as run:
         base = run.base
         run.sync_back()
@@ -234,3 +240,22 @@ def test_a_big_copy_is_not_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     with pool.staged(Workspace(tmp_path), "x.py", b"") as run:
         run.sync_back()
     assert pool._idle is None and not run.base.exists()
+
+
+def test_a_kept_copy_cleaned_away_between_runs_is_made_again(tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "data.txt").write_text("data")
+    ws = Workspace(tmp_path)
+    pool = CopyPool()
+    try:
+        for wipe in ("ws", "base", None):
+            with pool.staged(ws, "x.py", b"") as run:
+                assert (run.root / "data.txt").read_text() == "data"
+                run.sync_back()
+            kept = pool._idle
+            assert kept is not None
+            if wipe:  # what systemd-tmpfiles does to an old directory in /tmp
+                shutil.rmtree(kept.root if wipe == "ws" else kept.base)
+    finally:
+        pool.close()
