@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from swarmchat.sandbox import TIERS
+from swarmchat.sandbox.diskguard import WriteLimits
 from swarmchat.sandbox.tiers import Sandbox
 from swarmchat.workspace import Workspace
 
@@ -38,12 +39,15 @@ async def report(box: Sandbox, workspace: Path) -> list[str]:
 
 
 def _workspace_lines(root: Path) -> list[str]:
+    writes = WriteLimits.from_env()
     lines = [
         "workspace protections (every tier):",
         "  yes  private copy per run: only regular files come back, no links or setuid bits",
         "  yes  credential files hidden (.env*, *.pem, id_*, .netrc, .aws/...; SWARMCHAT_EXPOSE opts in)",
         "  yes  read-only for agents: .git, .envrc, shell start-up files, .venv, *.pth, the swarm file",
         "  yes  the code that runs is the code you approved (byte for byte)",
+        f"  yes  disk writes per run: at most {writes.bytes >> 20} MiB and {writes.files} files "
+        "(SWARMCHAT_RUN_MAX_MB, SWARMCHAT_RUN_MAX_FILES), then the run is stopped",
     ]
     try:
         Workspace(root).check_writable()

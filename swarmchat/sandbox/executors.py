@@ -17,6 +17,7 @@ from swarmchat.errors import ToolError
 from swarmchat.sandbox import TIERS, ExecutorKind, confine, jail
 from swarmchat.sandbox.cleanup import in_shared_memory, passable_by_all, remove_tree
 from swarmchat.sandbox.confine import Limits, Runtime
+from swarmchat.sandbox.diskguard import DiskGuard
 from swarmchat.sandbox.supervise import ExecResult, supervise, supervise_jailed
 
 PREFIXES = ("swarmchat-tmp-", "swarmchat-probe-")  # then the pid of the swarmchat that made it
@@ -84,7 +85,8 @@ class UnconfinedExecutor(Executor):
         env = scrubbed_env(os.environ)
         env.pop("PYTHONSTARTUP", None)
         env.update({"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"})
-        return await supervise([self.python, as_script(file)], workspace, env, timeout)
+        guard = DiskGuard([workspace])
+        return await supervise([self.python, as_script(file)], workspace, env, timeout, guard=guard)
 
 
 class BwrapExecutor(Executor):
@@ -120,7 +122,9 @@ class BwrapExecutor(Executor):
             spec = self._jail_spec(uid, timeout, self.limits)
             spec.update(keep_fds=fds, env={"PATH": confine.SYSTEM_PATH})
             command = [*inner, "--", self.runtime.executable, *CODE_FLAGS, as_script(file)]
-            return await supervise_jailed(spec, command, workspace, self.limits, timeout, pass_fds=tuple(fds))
+            return await supervise_jailed(
+                spec, command, workspace, self.limits, timeout, pass_fds=tuple(fds), writes_to=(workspace,)
+            )
         finally:
             for fd in fds:
                 os.close(fd)
@@ -149,7 +153,9 @@ class LandlockExecutor(Executor):
                 env=confine.sandbox_env(workspace, self.runtime, tmp, confine.user_name(uid)),
             )
             command = [self.runtime.executable, *CODE_FLAGS, as_script(file)]
-            return await supervise_jailed(spec, command, workspace, self.limits, timeout)
+            return await supervise_jailed(
+                spec, command, workspace, self.limits, timeout, writes_to=(workspace, Path(tmp))
+            )
         finally:  # after supervise_jailed: every process of the run is dead by now
             remove_tree(tmp)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from swarmchat.sandbox import confine
 from swarmchat.sandbox.cgroups import RunCgroup
 from swarmchat.sandbox.confine import Limits
+from swarmchat.sandbox.diskguard import DiskGuard
 
 OUTPUT_CAP = 32 * 1024
 FLOOD_LIMIT = 8 * 1024 * 1024  # past this many bytes the run is stopped
@@ -36,6 +37,7 @@ class ExecResult:
     timed_out: bool = False
     truncated: bool = False
     flooded: bool = False
+    stopped: str = ""  # why it was stopped early, when not for time or output
 
 
 async def supervise_jailed(
@@ -45,10 +47,11 @@ async def supervise_jailed(
     limits: Limits,
     timeout: float,
     pass_fds: tuple[int, ...] = (),
+    writes_to: tuple[Path, ...] = (),
 ) -> ExecResult:
     """Start ``command`` through the jail trampoline, inside its own pids and memory
     cgroups where they can be made; they are emptied and removed afterwards, so no process
-    of the run survives it."""
+    of the run survives it. What it writes to ``writes_to`` (host directories) is bounded."""
     group = RunCgroup.create(limits.processes, limits.run_memory_bytes)
     if group is not None:
         spec["cgroups"] = group.procs_files
@@ -60,6 +63,7 @@ async def supervise_jailed(
             timeout,
             pass_fds,
             terminate_first=bool(spec.get("supervise")),
+            guard=DiskGuard(list(writes_to)) if writes_to else None,
         )
     finally:
         if group is not None:
@@ -73,11 +77,13 @@ async def supervise(
     timeout: float,
     pass_fds: tuple[int, ...] = (),
     terminate_first: bool = False,
+    guard: DiskGuard | None = None,
 ) -> ExecResult:
     """Run ``argv`` to completion or deadline; the whole process group dies afterwards.
 
     ``terminate_first``: the process is a jail that kills its own tree on SIGTERM (it also
-    reaches daemons that left the process group), so it gets that chance first."""
+    reaches daemons that left the process group), so it gets that chance first.
+    ``guard``: stops the run once it writes too much to the host's disks."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=str(cwd),
@@ -96,21 +102,33 @@ async def supervise(
         asyncio.create_task(_pump(proc.stderr, err, (out, err), lambda: _kill_group(proc.pid))),
     ]
     timed_out = False
+
+    def stop() -> None:  # as at the deadline: a jail gets to kill its tree (daemons too)
+        if not terminate_first:
+            _kill_group(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+
+    watcher = asyncio.create_task(guard.watch(stop)) if guard else None
     try:
         timed_out = not await _wait_exit(proc, timeout)
         # Children that kept the pipes open get a short drain, then the group dies.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*readers), DRAIN_SECONDS)
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await _end(proc, readers, terminate_first)
     flooded = out.flooded or err.flooded
+    stopped = guard.reason if guard else ""
     return ExecResult(
-        exit_code=None if (timed_out or flooded) else proc.returncode,
+        exit_code=None if (timed_out or flooded or stopped) else proc.returncode,
         stdout=out.text(),
         stderr=err.text(),
         timed_out=timed_out,
         truncated=out.dropped > 0 or err.dropped > 0,
         flooded=flooded,
+        stopped=stopped,
     )
 
 

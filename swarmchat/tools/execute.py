@@ -118,6 +118,8 @@ def format_exec_result(result: ExecResult, timeout: float) -> str:
         status = f"timed out after {timeout:g} s; the process and its children were killed"
     elif result.flooded:
         status = "stopped: the program printed too much output; it was killed"
+    elif result.stopped:
+        status = f"stopped: {result.stopped}; it was killed"
     else:
         status = f"exit status {result.exit_code}"
     parts = [status]
