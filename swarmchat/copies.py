@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import stat
 import tempfile
 import weakref
 from collections.abc import Iterator
@@ -63,14 +64,14 @@ class CopyPool:
         run = self._filled(self._take(workspace, owner), workspace, owner, script, approved)
         kept = False
         try:
-            if run.owner is not None:
-                os.chown(run.base, *run.owner)
+            if run.owner is not None:  # its uid may pass (not list) to its copy; the base stays ours
+                os.chmod(run.base, 0o711)
             yield run
             kept = self.keep and run.synced and run.copied_bytes <= KEEP_BYTES and self._idle is None
         finally:
             if kept:
                 with contextlib.suppress(OSError):
-                    os.chown(run.base, os.getuid(), os.getgid())  # no one else's between runs
+                    os.chmod(run.base, 0o700)  # closed to everyone else between runs
                     self._idle = run
             if self._idle is not run:
                 remove_tree(run.base)
@@ -81,7 +82,20 @@ class CopyPool:
         if run is None:
             return None
         mine = owner if owner != (os.getuid(), os.getgid()) else None
-        if (run.workspace.root, run.workspace.policy, run.owner) != (workspace.root, workspace.policy, mine):
+        same = (run.workspace.root, run.workspace.policy, run.owner) == (
+            workspace.root,
+            workspace.policy,
+            mine,
+        )
+        try:
+            st = os.stat(run.base, follow_symlinks=False)
+            intact = stat.S_ISDIR(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (
+                os.getuid(),
+                0o700,
+            )
+        except OSError:
+            intact = False
+        if not (same and intact):
             remove_tree(run.base)
             return None
         run.workspace = workspace

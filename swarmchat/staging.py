@@ -13,6 +13,8 @@ ordinary files it could have written with ``File``.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import stat
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from swarmchat.workspace import Workspace, read_upto
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+FS_IOC_GETFLAGS = 0x80086601
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 32
 
@@ -89,13 +92,13 @@ class StagedRun:
         self.limits = limits
         self.owner = owner if owner != (os.getuid(), os.getgid()) else None
         self.seen: dict[str, _Seen] = {}
-        self.dirs: dict[str, tuple[int, int]] = {}  # rel -> (st_ino, st_mode) as created
+        self.dirs: dict[str, tuple[int, int, int]] = {}  # rel -> st_ino, st_mode, inode flags
         self.stale: set[str] = set()  # the approved script: its bytes may differ from the disk
         self.copied_bytes = 0
         self.complete = True  # whether sync_back looked at the whole copy
         self.synced = False  # sync_back ran, so every process of the run was dead by then
         self._keep: dict[str, _Seen] = {}
-        self._old_dirs: dict[str, tuple[int, int]] = {}
+        self._old_dirs: dict[str, tuple[int, int, int]] = {}
 
     # --- in -------------------------------------------------------------------------------
 
@@ -164,18 +167,21 @@ class StagedRun:
         for name in present:
             if name not in wanted:
                 remove_at(dfd, name)
+        if not set(os.listdir(dfd)) <= wanted:  # the next run must not find it: start over
+            raise OSError(errno.ENOTEMPTY, f"could not clear {prefix or './'} in the copy")
         return total
 
     def _enter(self, dfd: int, name: str, rel: str) -> int:
         """The copy's directory ``name``, opened: the one this copy made, if it is still
-        that directory in kind, mode, owner and extended attributes (a default ACL there
-        would shape the files copied in next); else a new one."""
+        that directory in kind, mode, owner, inode flags and extended attributes (a
+        default ACL there would shape the files copied in next); else a new one."""
         before = self._old_dirs.get(rel)
         if before is not None:
             with contextlib.suppress(OSError):
                 fd = os.open(name, _DIR, dir_fd=dfd)
                 st = os.fstat(fd)
-                if (st.st_ino, st.st_mode, st.st_uid) == (*before, self._uid) and not os.listxattr(fd):
+                now = (st.st_ino, st.st_mode, _flags(fd))
+                if now == before and st.st_uid == self._uid and not os.listxattr(fd):
                     self.dirs[rel] = before
                     return fd
                 os.close(fd)
@@ -187,7 +193,7 @@ class StagedRun:
         except OSError:
             os.close(fd)
             raise
-        self.dirs[rel] = (st.st_ino, st.st_mode)
+        self.dirs[rel] = (st.st_ino, st.st_mode, _flags(fd))
         return fd
 
     def _write_script(self, root: int, script: str, approved: bytes) -> None:
@@ -386,6 +392,14 @@ class StagedRun:
         report.written.append(rel)
         if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
             report.refused.append((rel, "setuid/setgid bits were dropped"))
+
+
+def _flags(fd: int) -> int:
+    """The inode flags (``chattr``: sync, noatime, casefold...) of an open file, or -1."""
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4], "little")
+    except OSError:
+        return -1
 
 
 def _unchanged(copy: os.DirEntry[str] | None, host: os.DirEntry[str], before: _Seen) -> bool:

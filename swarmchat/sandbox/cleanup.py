@@ -20,25 +20,20 @@ import stat
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_ENTRIES = 2_000_000  # a bound on the walk, far above what a run can create in its time
+MAX_HELD = 64  # directory descriptors held open at once while emptying a tree
 
 
 def remove_tree(path: str | os.PathLike[str]) -> None:
     """Remove ``path`` and everything below it; a symlink at ``path`` is only unlinked."""
-    path = os.fspath(path)
+    parent, name = os.path.split(os.path.normpath(os.fspath(path)))
     try:
-        top = os.open(path, _DIR)
-    except FileNotFoundError:
-        return
-    except OSError:  # a symlink or a file where the directory was: remove the entry itself
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        dfd = os.open(parent or ".", _DIR & ~os.O_NOFOLLOW)  # the caller's own directory
+    except OSError:
         return
     try:
-        _empty(top)
+        remove_at(dfd, name)
     finally:
-        os.close(top)
-    with contextlib.suppress(OSError):
-        os.rmdir(path)
+        os.close(dfd)
 
 
 def remove_at(dfd: int, name: str) -> None:
@@ -52,7 +47,7 @@ def remove_at(dfd: int, name: str) -> None:
     except OSError:
         pass  # a directory
     try:
-        sub = os.open(name, _DIR, dir_fd=dfd)
+        sub = _open_dir(dfd, name)
     except OSError:
         return
     try:
@@ -63,12 +58,37 @@ def remove_at(dfd: int, name: str) -> None:
         os.rmdir(name, dir_fd=dfd)
 
 
+def _open_dir(dfd: int, name: str) -> int:
+    """The directory ``name``, opened without following a link. One the code made
+    unreadable (mode 0 or 0300: enough against a process of the same uid) is made ours
+    again first, through an ``O_PATH`` descriptor of that very inode."""
+    try:
+        return os.open(name, _DIR, dir_fd=dfd)
+    except PermissionError:
+        return _make_ours(dfd, name, reopen=True)
+
+
+def _make_ours(dfd: int, name: str, reopen: bool = False) -> int:
+    """chmod 0700 the directory ``name`` through an ``O_PATH`` descriptor (no read or
+    search permission needed, and never a link); optionally open it for reading."""
+    pinned = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        os.chmod(f"/proc/self/fd/{pinned}", 0o700)
+        if reopen:
+            return os.open(f"/proc/self/fd/{pinned}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return -1
+    finally:
+        os.close(pinned)
+
+
 def _empty(top: int) -> None:
-    """Empty the directory open as ``top`` (the descriptor stays the caller's)."""
+    """Empty the directory open as ``top`` (the descriptor stays the caller's). At most
+    ``MAX_HELD`` directories are held open: a subtree deeper than that is moved up under
+    ``top`` and emptied from there, so depth cannot exhaust the descriptor limit."""
     # Each frame: a directory's descriptor, its entries still to look at, and its name in
     # the frame below (None for ``top``).
     stack: list[tuple[int, list[str], str | None]] = [(top, _names(top), None)]
-    budget = MAX_ENTRIES
+    budget, moved = MAX_ENTRIES, 0
     try:
         while stack and budget > 0:
             fd, names, own = stack[-1]
@@ -88,8 +108,15 @@ def _empty(top: int) -> None:
                 pass  # a directory (Linux says EISDIR; others EPERM): emptied below
             except OSError:
                 continue
+            if len(stack) >= MAX_HELD:
+                moved += 1
+                up = f".swarmchat-deep-{moved}"
+                with contextlib.suppress(OSError):
+                    _move_up(fd, name, top, up)
+                    stack[0][1].append(up)
+                continue
             try:
-                sub = os.open(name, _DIR, dir_fd=fd)
+                sub = _open_dir(fd, name)
             except OSError:
                 continue  # swapped for a symlink, or gone: nothing to follow
             stack.append((sub, _names(sub), name))
@@ -97,6 +124,16 @@ def _empty(top: int) -> None:
         for fd, _, own in stack:
             if own is not None:
                 os.close(fd)
+
+
+def _move_up(dfd: int, name: str, top: int, new: str) -> None:
+    """Move directory ``name`` of ``dfd`` to ``top`` as ``new`` (write access to the
+    directory itself is needed to change its parent)."""
+    try:
+        os.rename(name, new, src_dir_fd=dfd, dst_dir_fd=top)
+    except PermissionError:
+        _make_ours(dfd, name)
+        os.rename(name, new, src_dir_fd=dfd, dst_dir_fd=top)
 
 
 def _names(fd: int) -> list[str]:

@@ -128,16 +128,20 @@ class DiskGuard:
 
 
 def _tally(dirs: list[str], budget: int) -> tuple[int, int]:
-    """Bytes (allocated) and entries under ``dirs``, counting stops past ``budget``."""
+    """Bytes (allocated) and entries under ``dirs``, without following links; counting
+    stops past ``budget``. Iterative: the code may have nested directories very deep."""
     size = files = 0
-    for top in dirs:
-        for path, dirnames, filenames in os.walk(top):
-            for name in dirnames + filenames:
+    stack = list(dirs)
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
                 files += 1
-                with contextlib.suppress(OSError):
-                    st = os.lstat(os.path.join(path, name))
-                    if not stat.S_ISDIR(st.st_mode):
-                        size += st.st_blocks * 512
                 if files > budget:
                     return size, files
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    else:
+                        size += st.st_blocks * 512
     return size, files

@@ -53,7 +53,7 @@ def _confine_and_exec(spec: dict[str, Any], command: list[str]) -> None:
         privileges.drop_capabilities()
     if spec.get("seccomp"):
         network = spec.get("network", False)
-        seccomp.install(seccomp.program(allow_inet=network, allow_unix_connect=network))
+        seccomp.install(seccomp.program(allow_inet=network, allow_unix_connect=network, allow_metadata=False))
     low = 3
     for fd in sorted(spec.get("keep_fds", [])):  # e.g. bubblewrap's seccomp program
         os.closerange(low, fd)

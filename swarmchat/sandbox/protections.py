@@ -132,6 +132,13 @@ def describe(ctx: Context, facts: dict[str, Any]) -> list[Protection]:
             f"{facts.get('setuid')})",
         ),
         Protection(
+            "host files' modes, owners, times and xattrs",
+            True,
+            "host paths are read-only mounts"
+            if bwrap
+            else "chmod, chown, utime and xattr calls do nothing (Landlock cannot confine them)",
+        ),
+        Protection(
             "private /tmp and /dev/shm",
             bwrap,
             "size-capped tmpfs of the run's own for both"

@@ -58,6 +58,22 @@ _NR: dict[str, dict[str, int | None]] = {  # per machine; None: no such syscall 
         setns=308,
         clone=56,
         clone3=435,
+        chown=92,
+        fchown=93,
+        lchown=94,
+        fchownat=260,
+        utime=132,
+        utimes=235,
+        futimesat=261,
+        utimensat=280,
+        setxattr=188,
+        lsetxattr=189,
+        fsetxattr=190,
+        removexattr=197,
+        lremovexattr=198,
+        fremovexattr=199,
+        setxattrat=463,
+        removexattrat=466,
     ),
     "aarch64": dict(
         socket=198,
@@ -99,6 +115,22 @@ _NR: dict[str, dict[str, int | None]] = {  # per machine; None: no such syscall 
         setns=268,
         clone=220,
         clone3=435,
+        chown=None,
+        fchown=55,
+        lchown=None,
+        fchownat=54,
+        utime=None,
+        utimes=None,
+        futimesat=None,
+        utimensat=88,
+        setxattr=5,
+        lsetxattr=6,
+        fsetxattr=7,
+        removexattr=14,
+        lremovexattr=15,
+        fremovexattr=16,
+        setxattrat=463,
+        removexattrat=466,
     ),
 }
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -108,6 +140,15 @@ _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _DENIED = (
     "ptrace", "add_key", "request_key", "keyctl", "perf_event_open", "bpf", "userfaultfd",
     "io_uring_setup", "io_uring_enter", "io_uring_register", "setns", "sched_setattr",
+)  # fmt: skip
+# Metadata calls Landlock does not confine. In a tier that sees the host's filesystem, code
+# could make a readable file of its uid (the interpreter, a file of root's when it runs as
+# uid 0) writable by everyone, or change its times and extended attributes. There they
+# succeed without doing anything: shutil.copy2 and friends keep working.
+_METADATA = (
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+    "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr",
+    "removexattr", "lremovexattr", "fremovexattr", "setxattrat", "removexattrat",
 )  # fmt: skip
 # ENOSYS makes libc fall back to the older call, whose arguments the filter can read.
 _UNSUPPORTED = ("openat2", "clone3")
@@ -131,6 +172,7 @@ _SCHED_RESET_ON_FORK = 0x40000000
 _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _AND_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x54, 0x06
 _ALLOW, _KILL, _ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
 _EPERM, _EACCES, _EAFNOSUPPORT, _ENOSYS = _ERRNO | 1, _ERRNO | 13, _ERRNO | 97, _ERRNO | 38
+_DONE = _ERRNO | 0  # "succeeded", without running the call
 _AF_UNIX = 1
 _TIOCSTI = 0x5412
 
@@ -205,23 +247,24 @@ def _deny_unless(a: _Asm, pairs: list[tuple[int, int]]) -> list[Ins | str]:
     return [*body, deny, (_RET_K, 0, 0, _EPERM), ok]
 
 
-_built: dict[tuple[bool, bool], bytes] = {}
+_built: dict[tuple[bool, bool, bool], bytes] = {}
 
 
-def program(allow_inet: bool, allow_unix_connect: bool = True) -> bytes:
+def program(allow_inet: bool, allow_unix_connect: bool = True, allow_metadata: bool = True) -> bytes:
     """The filter as raw ``struct sock_filter`` bytes (bubblewrap's ``--seccomp FD`` format).
 
     ``allow_unix_connect=False`` is for tiers that can see the host's filesystem (Landlock):
     there a Unix socket path could reach a host service, so ``connect`` is refused and
-    ``sendto`` may not name an address.
+    ``sendto`` may not name an address. ``allow_metadata=False``, for the same tiers:
+    chmod, chown, utime and xattr calls do nothing.
     """
-    key = (allow_inet, allow_unix_connect)
+    key = (allow_inet, allow_unix_connect, allow_metadata)
     if key not in _built:
-        _built[key] = _build(allow_inet, allow_unix_connect)
+        _built[key] = _build(*key)
     return _built[key]
 
 
-def _build(allow_inet: bool, allow_unix_connect: bool) -> bytes:
+def _build(allow_inet: bool, allow_unix_connect: bool, allow_metadata: bool) -> bytes:
     machine = os.uname().machine
     nr = _NR[machine]
     a = _Asm()
@@ -237,6 +280,8 @@ def _build(allow_inet: bool, allow_unix_connect: bool) -> bytes:
         a.deny(nr[name])
     for name in _UNSUPPORTED:
         a.deny(nr[name], _ENOSYS)
+    for name in () if allow_metadata else _METADATA:
+        a.deny(nr[name], _DONE)
     # No setuid/setgid file may be made: a root-owned one left in the workspace is a host
     # escalation, whatever uid the code ran as.
     for name, arg in _MODE_ARG.items():

@@ -62,14 +62,22 @@ async def one(ex, box, run):
     return dataclasses.asdict(r)
 
 
+POOL = []
+
+
 async def staged_run(ex, run):
     from swarmchat.pathpolicy import PathPolicy
-    from swarmchat.copies import staged
+    from swarmchat.copies import CopyPool, staged
     from swarmchat.workspace import Workspace
 
     workspace = Workspace(ws, PathPolicy.for_session(None, cwd=ws))
     _, code = workspace.read(run["file"])
-    with staged(workspace, run["file"], code, ex.run_as) as copy:
+    if run["staged"] == "pool":  # one session's runs: the copy is kept and refreshed
+        POOL[:] = POOL or [CopyPool()]
+        copying = POOL[0].staged(workspace, run["file"], code, ex.run_as)
+    else:
+        copying = staged(workspace, run["file"], code, ex.run_as)
+    with copying as copy:
         r = dataclasses.asdict(await ex.run(run["file"], copy.root, run.get("timeout", 10)))
         r["sync"] = dataclasses.asdict(copy.sync_back())
     return r
@@ -91,6 +99,9 @@ async def cancelled(ex, run, twice):
 
 
 async def main():
+    if req.get("nofile"):  # a small descriptor limit, as on many desktops
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (req["nofile"], resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
     box = Sandbox(req["tier"], python=req["python"])
     ex = await box.executor()
     out = {"executor": ex.name, "run_as": ex.run_as, "uid": os.getuid(),
@@ -105,6 +116,8 @@ async def main():
         if req.get("protections"):
             out["protections"] = [dataclasses.asdict(p) for p in await box.protections(req["tier"])]
     out["cgroups"] = made
+    if POOL:
+        POOL[0].close()
     print(json.dumps(out))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sbx_helpers import executor_for
+from sbx_roles import Box
 
 from swarmchat.copies import CopyPool, staged
 from swarmchat.pathpolicy import PathPolicy
@@ -24,7 +25,18 @@ from swarmchat.staging import SyncReport
 from swarmchat.workspace import Workspace
 
 VIEW = """\
-import hashlib, json, os, stat
+import fcntl, hashlib, json, os, stat
+def flags(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, 0x80086601, bytes(8))[:4], 'little')
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 seen = {}
 for top, dirs, files in os.walk('.'):
     for name in dirs + files:
@@ -37,7 +49,7 @@ for top, dirs, files in os.walk('.'):
         else:
             what = ''
         xattrs = sorted(os.listxattr(path, follow_symlinks=False)) if not stat.S_ISLNK(st.st_mode) else []
-        seen[path] = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_nlink if not stat.S_ISDIR(st.st_mode) else 0, what, xattrs]
+        seen[path] = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_nlink if not stat.S_ISDIR(st.st_mode) else 0, what, xattrs, flags(path)]
 print(json.dumps(seen, sort_keys=True))
 """
 
@@ -56,6 +68,12 @@ def quiet_edit():  # same size, mtime set back: the sync-back does not see it
     with open('same.txt', 'r+') as f:
         f.write('EVIL')
     os.utime('same.txt', ns=(st.st_atime_ns, st.st_mtime_ns))
+def set_flags(path):  # chattr +dA (nodump, noatime): an owner may
+    import fcntl
+    fd = os.open(path, os.O_RDONLY)
+    now = int.from_bytes(fcntl.ioctl(fd, 0x80086601, bytes(8))[:4], 'little')
+    fcntl.ioctl(fd, 0x40086602, (now | 0xC0).to_bytes(8, 'little'))
+    os.close(fd)
 """
 TAMPERING = {
     "files": [
@@ -74,6 +92,7 @@ TAMPERING = {
     "dir-xattr": ["os.setxattr('sub', 'user.mark', b'1')"],
     "dir-swap": ["os.rename('pkg', 'pkg-moved')", "os.symlink('/tmp', 'pkg')"],
     "dir-locked": ["os.chmod('locked', 0)"],
+    "dir-flags": ["set_flags('sub')"],
     "root": ["os.chmod('.', 0o500)"],
 }
 
@@ -259,3 +278,40 @@ def test_a_kept_copy_cleaned_away_between_runs_is_made_again(tmp_path: Path) -> 
                 shutil.rmtree(kept.root if wipe == "ws" else kept.base)
     finally:
         pool.close()
+
+
+LOCK_AWAY = """
+import os
+os.makedirs('json', exist_ok=True)
+open('json/__init__.py', 'w').write("print('LEFT BY AN EARLIER RUN')\\n")
+fd = os.open('.', os.O_RDONLY)
+for _ in range(300):  # deeper than the descriptors swarmchat may hold
+    os.mkdir('d', dir_fd=fd)
+    sub = os.open('d', os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = sub
+open('payload.py', 'w', opener=lambda p, f: os.open(p, f, dir_fd=fd)).write('x')
+os.close(fd)
+os.chmod('d', 0o300)
+os.chmod('json', 0o300)
+"""
+LOOK = "import json, os\nprint('d exists' if os.path.lexists('d') else 'clean')\n"
+
+
+def test_what_a_run_locks_away_is_gone_for_the_next_run(box: Box) -> None:
+    # As an ordinary user (here uid 65534), swarmchat cannot open a directory the code
+    # made unreadable; it must still clear it, or the next run imports what it holds. (As
+    # root the sync-back reads it, and json/ comes home: then a fresh copy has it too.)
+    first, second = box.script(LOCK_AWAY), box.script(LOOK)
+    for name in (first, second):
+        os.chown(box.ws / name, box.role.code_uid, box.role.code_uid)
+    runs = [
+        {"file": first, "staged": "pool"},
+        {"file": second, "staged": "pool"},
+        {"file": second, "staged": True},
+    ]
+    report = box.run(runs, nofile=200)
+    locked, reused, fresh = report["results"]  # type: ignore[misc]
+    assert locked["exit_code"] == 0, locked
+    assert reused["stdout"] == fresh["stdout"] and "d exists" not in reused["stdout"], (reused, fresh)
+    assert os.listdir(box.tmp) == [], "copies left behind"

@@ -96,15 +96,28 @@ def test_other_programs_writing_to_the_same_disk_do_not_stop_a_run(
     assert result.stdout.strip() == "finished" and not result.stopped, result
 
 
-def test_the_guard_counts_only_its_directories_past_the_filesystem_hint(tmp_path: Path) -> None:
+def test_the_guard_counts_only_its_directories_past_the_filesystem_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The filesystem's free inodes, as this test sets them (other tests share the disk).
+    free = {"inodes": 1_000_000}
+    real = os.statvfs
+
+    def statvfs(path: object) -> os.statvfs_result:
+        r = real(path)  # type: ignore[arg-type]
+        return os.statvfs_result((*r[:5], free["inodes"], free["inodes"], *r[7:]))
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
     mine, theirs = tmp_path / "mine", tmp_path / "theirs"
     mine.mkdir()
     theirs.mkdir()
-    guard = DiskGuard([mine], WriteLimits(bytes=1 << 30, files=100))
-    for i in range(150):
-        (theirs / str(i)).touch()
-    assert guard._over() and guard._count() == ""  # someone else's files: a new baseline
+    guard = DiskGuard([mine], WriteLimits(bytes=1 << 40, files=100))
+    free["inodes"] -= 150  # someone else's files
+    assert guard._over() and guard._count() == ""  # counted: not the run's; a new baseline
     assert not guard._over()
     for i in range(150):
         (mine / str(i)).touch()
+    free["inodes"] -= 150
     assert guard._over() and "more than 100 files" in guard._count()
+    free["inodes"] -= 5_000_000  # the hard bound needs no counting
+    assert not guard._over() and "lost more than" in guard.reason

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 from sbx_helpers import host_tree
 from sbx_roles import Box
@@ -67,3 +68,35 @@ def test_workspace_promises_hold_for_every_identity(box: Box) -> None:
         assert uid == box.role.driver_uid  # written by swarmchat's own writer, not the code
     refused = {n for n, _ in result["sync"]["refused"]}
     assert {".env", "agents.yaml", "link", "fifo", "x.pth"} <= refused
+
+
+def test_code_cannot_change_the_metadata_of_host_files(box: Box) -> None:
+    # Landlock does not confine chmod, chown, utime or xattrs: code running as uid 0 could
+    # make a file of root's anywhere it can read (the interpreter, /etc/passwd) writable by
+    # everyone. The decoy sits where Landlock-tier code can reach it and belongs to the
+    # uid the code runs as.
+    decoy = Path(f"/dev/shm/sbxtest-decoy-{os.getpid()}-{box.tier}-{box.role.name}")
+    decoy.write_text("keep")
+    os.chown(decoy, box.role.code_uid, box.role.code_uid)
+    decoy.chmod(0o600)
+    try:
+        before = decoy.stat()
+        code = (
+            "import os\nfor f in (lambda: os.chmod(P, 0o666), lambda: os.utime(P, (0, 0)),\n"
+            "          lambda: os.setxattr(P, 'user.mark', b'1'), lambda: os.chown(P, 0, 0)):\n"
+            "    try:\n        f()\n    except OSError as exc:\n        print(exc)\n"
+            "open('done', 'w').close()\n"
+        ).replace("P", repr(str(decoy)))
+        name = box.script(code)
+        os.chown(box.ws / name, box.role.code_uid, box.role.code_uid)
+        result = box.run([{"file": name, "staged": True}])["results"][0]  # type: ignore[index]
+        assert result["exit_code"] == 0, result
+        after = decoy.stat()
+        assert (after.st_mode, after.st_uid, after.st_mtime_ns) == (
+            before.st_mode,
+            before.st_uid,
+            before.st_mtime_ns,
+        )
+        assert os.listxattr(decoy) == []
+    finally:
+        decoy.unlink()
