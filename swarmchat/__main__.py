@@ -15,8 +15,10 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(f"swarmchat {__version__}\n")
         return
+    from swarmchat import lifecycle
     from swarmchat.cli import run
 
+    lifecycle.install()
     sys.exit(run(args))
 
 

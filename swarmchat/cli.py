@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 run failed, 2 usage error, 3 configuration/authenticati
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import inspect
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from swarmchat import __version__
+from swarmchat import __version__, lifecycle
 from swarmchat.environment import debug_enabled
 from swarmchat.errors import (
     ConfigError,
@@ -75,6 +74,15 @@ UnsafeOpt = Annotated[
     ),
 ]
 
+WorkspaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Directory agents may write and run files in (default: current).",
+        metavar="DIR",
+    ),
+]
 SHARED_OPTIONS: dict[str, Any] = {
     "agents_file": AgentsOpt,
     "model": Annotated[
@@ -86,15 +94,7 @@ SHARED_OPTIONS: dict[str, Any] = {
             metavar="NAME",
         ),
     ],
-    "workspace": Annotated[
-        str | None,
-        typer.Option(
-            "--workspace",
-            "-w",
-            help="Directory agents may write and run files in (default: current).",
-            metavar="DIR",
-        ),
-    ],
+    "workspace": WorkspaceOpt,
     "yes": Annotated[bool, typer.Option("--yes", "-y", help="Run agent code without asking.")],
     "max_turns": Annotated[
         int | None,
@@ -294,6 +294,7 @@ def doctor(
     agents: AgentsOpt = None,
     sandbox: SandboxOpt = None,
     unsafe_local_exec: UnsafeOpt = False,
+    workspace: WorkspaceOpt = None,
 ) -> None:
     """Show which sandbox runs agent code here, and what it protects.
 
@@ -305,13 +306,15 @@ def doctor(
         "agents": ("agents_file", agents),
         "sandbox": ("sandbox", sandbox),
         "unsafe_local_exec": ("unsafe_local_exec", unsafe_local_exec),
+        "workspace": ("workspace", workspace),
     }
     opts = _merge(ctx, **{field: value for param, (field, value) in values.items() if _given(ctx, param)})
-    box = make_sandbox(opts, resolve_swarm(opts), Path.cwd())
+    root = Path(opts.workspace).expanduser().absolute() if opts.workspace else Path.cwd()
+    box = make_sandbox(opts, resolve_swarm(opts), root)
 
     from swarmchat.doctor import report as doctor_report
 
-    for line in asyncio.run(doctor_report(box, Path.cwd())):
+    for line in lifecycle.run(doctor_report(box, root)):
         typer.echo(line)
 
 
@@ -355,7 +358,19 @@ def report(error: SwarmchatError) -> int:
 
 
 def run(args: list[str]) -> int:
-    """Run the CLI with ``args``; return the exit code (the one place codes are decided)."""
+    """Run the CLI with ``args``; return the exit code (the one place codes are decided).
+    After SIGTERM or SIGHUP it is 128 + the signal, whatever the framework made of it."""
+    try:
+        code = _run(args)
+    except BaseException:
+        if lifecycle.received() is None:
+            raise
+        code = 0
+    signum = lifecycle.received()
+    return code if signum is None else 128 + signum
+
+
+def _run(args: list[str]) -> int:
     try:
         # Without standalone mode the framework returns an exit code (typer.Exit) or None.
         code = app(args=args, prog_name="swarmchat", standalone_mode=False)

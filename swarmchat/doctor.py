@@ -6,11 +6,15 @@ sandbox is imported only when someone asks.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
+from swarmchat.pathpolicy import is_skipped_dir
 from swarmchat.sandbox import TIERS
 from swarmchat.sandbox.diskguard import WriteLimits
 from swarmchat.sandbox.tiers import Sandbox
+from swarmchat.staging import CopyLimits
 from swarmchat.workspace import Workspace
 
 
@@ -51,7 +55,46 @@ def _workspace_lines(root: Path) -> list[str]:
     ]
     try:
         Workspace(root).check_writable()
-        lines.append(f"  yes  {root} may be written by agents")
     except Exception as exc:  # a ToolError, or a workspace that does not exist
-        lines.append(f"  NO   agents may not write here: {str(exc).split(': it', 1)[0]}")
+        why = str(exc).split(": agents would", 1)[0]
+        return [
+            *lines,
+            f"  NO   agents may not write here: {why}; start swarmchat in a project directory or pass -w DIR",
+        ]
+    try:
+        read_only = not os.access(root, os.W_OK) or bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = True
+    if read_only:
+        lines.append(
+            f"  NO   {root} is read-only: files agents write and results of code runs cannot be saved"
+        )
+    else:
+        lines.append(f"  yes  {root} may be written by agents")
+    too_big = _too_big_to_copy(root, CopyLimits.from_env())
+    if too_big:
+        lines.append(f"  NO   code runs are refused here: {too_big}")
     return lines
+
+
+def _too_big_to_copy(root: Path, limits: CopyLimits) -> str:
+    """Why a run's copy of ``root`` would be refused (counted the way the copy counts,
+    roughly: environments, .git and caches left out), or ``""``."""
+    entries = size = 0
+    stack = [str(root)]
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as found:
+            for entry in found:
+                entries += 1
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        venv = os.path.exists(os.path.join(entry.path, "pyvenv.cfg"))
+                        if not is_skipped_dir(entry.name, venv):
+                            stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        size += entry.stat(follow_symlinks=False).st_size
+                if entries > limits.in_files:
+                    return f"more than {limits.in_files} files and directories (SWARMCHAT_COPY_MAX_FILES)"
+                if size > limits.in_bytes:
+                    return f"more than {limits.in_bytes >> 20} MiB (SWARMCHAT_COPY_MAX_MB)"
+    return ""

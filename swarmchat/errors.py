@@ -67,3 +67,14 @@ class InterruptedRunError(SwarmchatError):
 
 class ToolError(SwarmchatError):
     """A tool failed; its message goes back to the model as the tool output, not to the CLI."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, or SIGHUP (the terminal closed): unwinds as Ctrl-C does (asyncio passes
+    KeyboardInterrupt out of any task to the loop), so that running code is stopped and
+    its copies removed; then swarmchat exits with 128 + the signal. Code that treats
+    Ctrl-C as "cancel this and go on" lets it through."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -9,13 +9,13 @@ alone turns it into an exit code.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from swarmchat.errors import InterruptedRunError, RunFailedError, SwarmchatError, TurnLimitError
+from swarmchat import lifecycle
+from swarmchat.errors import InterruptedRunError, RunFailedError, SwarmchatError, Terminated, TurnLimitError
 from swarmchat.render import Fanout, Sink
 from swarmchat.render.jsonl import Collector, JsonlWriter, dumps
 from swarmchat.render.plain import PlainRenderer, StderrNotices
@@ -83,8 +83,10 @@ def _run(session: Session, prompt: str, emit: Fanout, renderer: Any) -> Swarmcha
             await session.aclose()
 
     try:
-        asyncio.run(go())
-    except KeyboardInterrupt:
+        lifecycle.run(go())
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            raise
         return InterruptedRunError("interrupted")
     except SwarmchatError as exc:
         return exc

@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from swarmchat import __version__
+from swarmchat import __version__, lifecycle
 from swarmchat.environment import user_home
-from swarmchat.errors import SwarmchatError
+from swarmchat.errors import SwarmchatError, Terminated
 from swarmchat.events import Event, RunFinished, Usage
 from swarmchat.prompts import approval_asker, chat_prompt
 from swarmchat.render.board import human_tokens
@@ -106,7 +106,9 @@ class Repl:
         while True:
             try:
                 return (await self.read("you › ")).strip()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                if isinstance(exc, Terminated):
+                    raise
                 now = time.monotonic()
                 if now - self.last_interrupt < EXIT_WINDOW:
                     return None
@@ -173,5 +175,8 @@ def _warm_client(session: Session) -> None:
 
 def run_repl(opts: Options) -> None:
     repl = Repl(opts)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(repl.main())
+    try:
+        lifecycle.run(repl.main())
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            raise

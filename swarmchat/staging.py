@@ -299,10 +299,18 @@ class StagedRun:
         self.complete = True  # a part not looked at must not read as deleted
         self._sync_dir(fd, "", 0, present, report, budget)
         for rel, seen in self.seen.items() if self.complete else ():
-            if rel not in present and self.workspace.unchanged(rel, seen.host):
-                with contextlib.suppress(ToolError, OSError):
+            if rel in present:
+                continue
+            if self.workspace.unchanged(rel, seen.host):
+                try:
                     self.workspace.remove(rel)
                     report.deleted.append(rel)
+                except ToolError as exc:
+                    report.refused.append((rel, f"deleted by the run, but kept: {exc.message}"))
+                except OSError as exc:
+                    report.refused.append((rel, f"deleted by the run, but kept: {exc.strerror}"))
+            elif os.path.lexists(self.workspace.root / rel):
+                report.refused.append((rel, "deleted by the run, but changed in the workspace since; kept"))
         self.synced = True
         return report
 

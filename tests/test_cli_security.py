@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
-from clitools import run_cli
+import pytest
+from clitools import SWARMCHAT, run_cli
 from fakeserver import FakeOpenAI, Reply, call, last_tool_output
+from proctools import pids_running
 
 DOTENV_SECRET = "sk-dotenv-" + "4" * 32
 SWARM = "entry: coder\nagents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n"
@@ -73,3 +78,40 @@ def test_a_hostile_model_cannot_reach_the_project_secrets_or_hooks(
     assert "protected" in outputs[0]  # File on .git was refused, and the model was told why
     assert "Not kept: .git/hooks/pre-commit" in outputs[2] and "Not kept: .env" in outputs[2]
     assert "credentials" in outputs[3]  # .env cannot be run (or shown for approval)
+
+
+SLOW = "import time\nopen('started', 'w').close()\ntime.sleep(60)\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_swarmchat_stops_its_code_and_leaves_no_copy(
+    fake: FakeOpenAI, cli_env: dict[str, str], workspace: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (workspace / "agents.yaml").write_text(SWARM)
+    name = f"slow_{os.getpid()}_{sig}.py"
+    fake.script(
+        "coder",
+        Reply(tool_calls=[call("File", chain_of_thought="", file_name=name, body=SLOW)]),
+        Reply(tool_calls=[call("ExecutePyFile", file_name=name)]),
+    )
+    env = {**cli_env, "SWARMCHAT_RUN_DIR": str(runs)}
+    proc = subprocess.Popen(
+        [SWARMCHAT, "ask", "go", "--yes", "--timeout", "120"],
+        env=env,
+        cwd=workspace,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not any(runs.glob("swarmchat-run-*/ws/started")):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, err
+    assert list(runs.iterdir()) == [], "the copy was left behind"
+    assert not pids_running(name), "the code outlived swarmchat"

@@ -356,3 +356,30 @@ def test_bracketed_paste_keeps_newlines(fake: FakeOpenAI, cli_env, workspace) ->
     child.expect("you ›")
     assert finish(child) == 0
     assert fake.requests[0].body["messages"][-1]["content"] == "first pasted line\nsecond pasted line"
+
+
+def test_closing_the_terminal_removes_the_kept_copy(fake: FakeOpenAI, cli_env, workspace, tmp_path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (workspace / "agents.yaml").write_text(
+        "entry: coder\nagents:\n  coder:\n    description: c\n    tools: [File, ExecutePyFile]\n"
+    )
+    fake.script(
+        "coder",
+        Reply(tool_calls=[call("File", chain_of_thought="", file_name="t.py", body="print('ran')\n")]),
+        Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
+        Reply(text="all done"),
+    )
+    child = spawn({**cli_env, "SWARMCHAT_RUN_DIR": str(runs)}, workspace, "--yes")
+    child.expect("you ›")
+    child.send("go\r")
+    child.expect("all done")
+    child.expect("you ›")
+    kept = list(runs.iterdir())
+    assert len(kept) == 1 and (kept[0].stat().st_mode & 0o777) == 0o700  # kept between turns, closed
+    child.kill(signal.SIGHUP)
+    got = child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=10)
+    assert got == 0, child.before[-3000:]
+    child.close()
+    assert child.exitstatus == 128 + signal.SIGHUP
+    assert list(runs.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -324,3 +325,27 @@ def test_approval_question_names_unconfined_and_network() -> None:
         "Run a.py? [y]es / [n]o / [a]lways this session",
         "Run b.py UNCONFINED (no sandbox) with network access? [y]es / [n]o / [a]lways this session",
     ]
+
+
+def test_tracebacks_name_workspace_files_not_the_private_copy(tmp_path: Path) -> None:
+    m = ScriptedModel()
+    m.script(
+        "coder",
+        calls(
+            (
+                "File",
+                {
+                    "chain_of_thought": "",
+                    "file_name": "bad.py",
+                    "body": "import os\nprint(os.getcwd())\n1/0\n",
+                },
+            )
+        ),
+        calls(("ExecutePyFile", {"file_name": "bad.py"})),
+        say("done"),
+    )
+    h = harness(tmp_path, m)
+    asyncio.run(h.ask("go", agent="coder"))
+    output = tool_outputs(h, "ExecutePyFile")[0]
+    assert 'File "./bad.py", line 3' in output and "ZeroDivisionError" in output, output
+    assert "swarmchat-run-" not in output.replace(os.getcwd(), "")

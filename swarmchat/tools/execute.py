@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -63,7 +64,18 @@ class ExecutePyFile(Tool):
             with ctx.copies.staged(ctx.workspace, self._path, self._code, executor.run_as) as run:
                 result = await executor.run(self._path, run.root, ctx.exec_timeout, ctx.scope.agent.network)
                 report = run.sync_back()
+                result = _relative(result, str(run.root))
         return format_exec_result(result, ctx.exec_timeout) + format_sync(report)
+
+
+def _relative(result: ExecResult, root: str) -> ExecResult:
+    """Paths in tracebacks and output as the model knows them (workspace-relative), not
+    under the run's private copy."""
+
+    def rel(text: str) -> str:
+        return text.replace(root + "/", "").replace(root, ".")
+
+    return dataclasses.replace(result, stdout=rel(result.stdout), stderr=rel(result.stderr))
 
 
 def python_as_read(path: str, code: bytes) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -134,3 +135,24 @@ def test_doctor_lists_the_protections_in_force(cli_env, workspace, tmp_path) -> 
     home.mkdir(exist_ok=True)
     at_home = run_cli(["doctor"], {**cli_env, "HOME": str(home)}, home)
     assert "NO   agents may not write here" in at_home.stdout
+
+
+def test_doctor_reports_on_the_workspace_given_and_what_stops_runs_there(
+    cli_env, workspace, tmp_path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(30):
+        (other / f"f{i}").touch()
+    env = {**cli_env, "SWARMCHAT_COPY_MAX_FILES": "20"}
+    for args in (["doctor", "-w", str(other)], ["-w", str(other), "doctor"]):
+        r = invoke(args, env, workspace)
+        assert f"yes  {other} may be written by agents" in r.stdout, r.stdout
+        assert "NO   code runs are refused here: more than 20 files" in r.stdout
+    home = tmp_path / "home"
+    home.mkdir()
+    r = invoke(["doctor", "-w", str(home)], {**cli_env, "HOME": str(home)}, workspace)
+    assert "Tell the user" not in r.stdout and "pass -w DIR" in r.stdout
+    if os.statvfs("/proc/sys").f_flag & os.ST_RDONLY:  # a container's read-only mount
+        r = invoke(["doctor", "-w", "/proc/sys"], cli_env, workspace)
+        assert "NO   /proc/sys is read-only" in r.stdout

@@ -520,3 +520,23 @@ def test_a_run_cut_short_by_the_entry_limit_deletes_nothing(tier: str, workspace
     _, report = run_staged(tier, workspace, code, limits=CopyLimits(out_entries=100))
     assert (workspace / "zzz_keep.txt").read_text() == "mine"  # not looked at is not deleted
     assert report.deleted == [] and any("too many entries" in why for _, why in report.refused)
+
+
+def test_deletions_that_do_not_happen_are_reported(tier: str, workspace: Path) -> None:
+    (workspace / "notes.txt").write_text("v1")
+    (workspace / "agents.yaml").write_text("agents: []\n")
+    code = "import os, time\nos.remove('agents.yaml')\ntime.sleep(1.0)\nos.remove('notes.txt')\n"
+
+    def user_edits() -> None:
+        time.sleep(0.5)
+        (workspace / "notes.txt").write_text("the user's edit")
+
+    editor = threading.Thread(target=user_edits)
+    editor.start()
+    result, report = run_staged(tier, workspace, code)
+    editor.join()
+    assert result.exit_code == 0, result.stderr
+    assert (workspace / "notes.txt").read_text() == "the user's edit" and (workspace / "agents.yaml").exists()
+    why = dict(report.refused)
+    assert "changed in the workspace since" in why["notes.txt"] and "protected" in why["agents.yaml"], why
+    assert report.deleted == []
