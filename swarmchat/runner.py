@@ -85,7 +85,8 @@ class Runner:
         self.sandbox = sandbox
         self.approver = approver
         self.options = options or RunOptions()
-        self.copies = copies or CopyPool()  # the workspace copies code runs on, kept between runs
+        # The session's copies of the workspace (kept between runs); without one, none is kept.
+        self.copies = copies or CopyPool(keep=False)
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def ask(self, text: str, emit: Callable[[Event], None], agent: str | None = None) -> RunFinished:

@@ -86,6 +86,7 @@ def test_code_runs_of_a_session_share_one_refreshed_copy(tmp_path: Path, monkeyp
         say("done"),
     )
     h = harness(tmp_path, m)
+    h.runner.copies.keep = True  # as a Session's pool does
     assert asyncio.run(h.ask("go", agent="coder")).status == "completed"
     second = tool_outputs(h, "ExecutePyFile")[1]
     assert "one a note" in second, second
