@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -26,6 +27,8 @@ MAX_HELD = 64  # directory descriptors held open at once while emptying a tree
 def remove_tree(path: str | os.PathLike[str]) -> None:
     """Remove ``path`` and everything below it; a symlink at ``path`` is only unlinked."""
     parent, name = os.path.split(os.path.normpath(os.fspath(path)))
+    if name in ("", ".", ".."):
+        raise ValueError(f"not a tree to remove: {os.fspath(path)!r}")
     try:
         dfd = os.open(parent or ".", _DIR & ~os.O_NOFOLLOW)  # the caller's own directory
     except OSError:
@@ -88,7 +91,7 @@ def _empty(top: int) -> None:
     # Each frame: a directory's descriptor, its entries still to look at, and its name in
     # the frame below (None for ``top``).
     stack: list[tuple[int, list[str], str | None]] = [(top, _names(top), None)]
-    budget, moved = MAX_ENTRIES, 0
+    budget = MAX_ENTRIES
     try:
         while stack and budget > 0:
             fd, names, own = stack[-1]
@@ -109,10 +112,8 @@ def _empty(top: int) -> None:
             except OSError:
                 continue
             if len(stack) >= MAX_HELD:
-                moved += 1
-                up = f".swarmchat-deep-{moved}"
-                with contextlib.suppress(OSError):
-                    _move_up(fd, name, top, up)
+                up = _move_up(fd, name, top)
+                if up:
                     stack[0][1].append(up)
                 continue
             try:
@@ -126,14 +127,22 @@ def _empty(top: int) -> None:
                 os.close(fd)
 
 
-def _move_up(dfd: int, name: str, top: int, new: str) -> None:
-    """Move directory ``name`` of ``dfd`` to ``top`` as ``new`` (write access to the
-    directory itself is needed to change its parent)."""
-    try:
-        os.rename(name, new, src_dir_fd=dfd, dst_dir_fd=top)
-    except PermissionError:
-        _make_ours(dfd, name)
-        os.rename(name, new, src_dir_fd=dfd, dst_dir_fd=top)
+def _move_up(dfd: int, name: str, top: int) -> str:
+    """Move directory ``name`` of ``dfd`` into ``top`` under a fresh random name (code
+    cannot have planted it), and return that name; ``""`` if it could not be moved.
+    Changing a directory's parent needs write access to the directory itself."""
+    for _ in range(3):
+        new = f".swarmchat-deep-{secrets.token_hex(8)}"
+        try:
+            try:
+                os.rename(name, new, src_dir_fd=dfd, dst_dir_fd=top)
+            except PermissionError:
+                _make_ours(dfd, name)
+                os.rename(name, new, src_dir_fd=dfd, dst_dir_fd=top)
+            return new
+        except OSError:
+            continue
+    return ""
 
 
 def _names(fd: int) -> list[str]:

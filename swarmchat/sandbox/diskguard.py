@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +60,22 @@ class _Disk:
 
 
 class DiskGuard:
-    """Watches the filesystems holding ``dirs`` while a run goes on."""
+    """Watches the filesystems holding ``dirs`` while a run goes on. ``shared``: a
+    directory others write to as well (``/dev/shm``) and the uid the run's code has:
+    there only that uid's entries made or changed since the start count as the run's."""
 
-    def __init__(self, dirs: list[Path | str], limits: WriteLimits | None = None) -> None:
+    def __init__(
+        self,
+        dirs: list[Path | str],
+        limits: WriteLimits | None = None,
+        shared: tuple[str, int] | None = None,
+    ) -> None:
         self.limits = limits or WriteLimits.from_env()
         self.reason = ""  # why the run was stopped
         self._disks: dict[int, _Disk] = {}
-        for d in dirs:
+        self._shared = shared
+        self._started_ns = time.time_ns()
+        for d in [*dirs, *([shared[0]] if shared else [])]:
             with contextlib.suppress(OSError):
                 dev = os.stat(d).st_dev
                 if dev in self._disks:
@@ -103,7 +113,7 @@ class DiskGuard:
         """Why the run must stop, after counting what its directories hold; or ``""``, and
         the rest was written by others."""
         lim = self.limits
-        counted = [(disk, _tally(disk.dirs, lim.files + 1)) for disk in self._disks.values()]
+        counted = [(disk, self._tally(disk.dirs, lim.files + 1)) for disk in self._disks.values()]
         files = sum(n for _, (_, n) in counted)
         size = sum(b for _, (b, _) in counted)
         if files > lim.files:
@@ -126,22 +136,29 @@ class DiskGuard:
         if self.reason:
             stop_run()
 
-
-def _tally(dirs: list[str], budget: int) -> tuple[int, int]:
-    """Bytes (allocated) and entries under ``dirs``, without following links; counting
-    stops past ``budget``. Iterative: the code may have nested directories very deep."""
-    size = files = 0
-    stack = list(dirs)
-    while stack:
-        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                files += 1
-                if files > budget:
-                    return size, files
-                with contextlib.suppress(OSError):
-                    st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append(entry.path)
-                    else:
+    def _tally(self, dirs: list[str], budget: int) -> tuple[int, int]:
+        """Bytes (allocated, directories' own too) and entries under ``dirs``, without
+        following links; counting stops past ``budget``. Iterative: code may nest
+        directories deep (what lies past PATH_MAX is left to the hard bound)."""
+        size = files = 0
+        stack = [(d, self._shared is not None and d == self._shared[0]) for d in dirs]
+        while stack:
+            top, shared = stack.pop()
+            with contextlib.suppress(OSError), os.scandir(top) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        st = entry.stat(follow_symlinks=False)
+                        if shared and not self._runs(st):
+                            continue
+                        files += 1
                         size += st.st_blocks * 512
-    return size, files
+                        if stat.S_ISDIR(st.st_mode):
+                            stack.append((entry.path, shared))
+                    if files > budget:
+                        return size, files
+        return size, files
+
+    def _runs(self, st: os.stat_result) -> bool:
+        """In a shared directory: made or changed by the run's uid since it started."""
+        assert self._shared is not None
+        return st.st_uid == self._shared[1] and st.st_ctime_ns >= self._started_ns

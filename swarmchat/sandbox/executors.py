@@ -154,7 +154,13 @@ class LandlockExecutor(Executor):
             )
             command = [self.runtime.executable, *CODE_FLAGS, as_script(file)]
             return await supervise_jailed(
-                spec, command, workspace, self.limits, timeout, writes_to=(workspace, Path(tmp))
+                spec,
+                command,
+                workspace,
+                self.limits,
+                timeout,
+                writes_to=(workspace, Path(tmp)),
+                shared_writes=("/dev/shm", uid),  # the host's, in this tier
             )
         finally:  # after supervise_jailed: every process of the run is dead by now
             remove_tree(tmp)

@@ -31,6 +31,7 @@ _NR: dict[str, dict[str, int | None]] = {  # per machine; None: no such syscall 
         io_uring_enter=426,
         io_uring_register=427,
         ioctl=16,
+        fcntl=72,
         connect=42,
         sendto=44,
         open=2,
@@ -88,6 +89,7 @@ _NR: dict[str, dict[str, int | None]] = {  # per machine; None: no such syscall 
         io_uring_enter=426,
         io_uring_register=427,
         ioctl=29,
+        fcntl=25,
         connect=203,
         sendto=206,
         open=None,
@@ -173,6 +175,18 @@ _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _AND_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x5
 _ALLOW, _KILL, _ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
 _EPERM, _EACCES, _EAFNOSUPPORT, _ENOSYS = _ERRNO | 1, _ERRNO | 13, _ERRNO | 97, _ERRNO | 38
 _DONE = _ERRNO | 0  # "succeeded", without running the call
+# ioctls that change a file (Landlock confines ioctl on devices only): inode flags
+# (chattr), the inode generation, fsxattr, verity, encryption, ext4 migration. And
+# fcntl(F_SETLEASE), which would stall the host's writers of any file code can read.
+_FILE_IOCTLS = (
+    0x40086602, 0x40046602,  # FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS
+    0x40087602, 0x40047602, 0x40086604, 0x40046604,  # FS_IOC(32)_SETVERSION, EXT4_IOC(32)_SETVERSION
+    0x401C5820,  # FS_IOC_FSSETXATTR
+    0x40806685,  # FS_IOC_ENABLE_VERITY
+    0x800C6613,  # FS_IOC_SET_ENCRYPTION_POLICY
+    0x6609,  # EXT4_IOC_MIGRATE
+)  # fmt: skip
+_F_SETLEASE = 1024
 _AF_UNIX = 1
 _TIOCSTI = 0x5412
 
@@ -282,6 +296,29 @@ def _build(allow_inet: bool, allow_unix_connect: bool, allow_metadata: bool) -> 
         a.deny(nr[name], _ENOSYS)
     for name in () if allow_metadata else _METADATA:
         a.deny(nr[name], _DONE)
+    if not allow_metadata:
+        deny, ok = a.label(), a.label()
+        a.rule(
+            nr["ioctl"],
+            [
+                (_LD_W_ABS, 0, 0, _arg(1)),
+                *[(_JEQ_K, deny, 0, cmd) for cmd in _FILE_IOCTLS],
+                (_JEQ_K, ok, ok, 0),  # always to ok
+                deny,
+                (_RET_K, 0, 0, _EPERM),
+                ok,
+            ],
+        )
+        lease_ok = a.label()
+        a.rule(
+            nr["fcntl"],
+            [
+                (_LD_W_ABS, 0, 0, _arg(1)),
+                (_JEQ_K, 0, lease_ok, _F_SETLEASE),
+                (_RET_K, 0, 0, _EPERM),
+                lease_ok,
+            ],
+        )
     # No setuid/setgid file may be made: a root-owned one left in the workspace is a host
     # escalation, whatever uid the code ran as.
     for name, arg in _MODE_ARG.items():

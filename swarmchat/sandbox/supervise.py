@@ -48,6 +48,7 @@ async def supervise_jailed(
     timeout: float,
     pass_fds: tuple[int, ...] = (),
     writes_to: tuple[Path, ...] = (),
+    shared_writes: tuple[str, int] | None = None,
 ) -> ExecResult:
     """Start ``command`` through the jail trampoline, inside its own pids and memory
     cgroups where they can be made; they are emptied and removed afterwards, so no process
@@ -63,7 +64,7 @@ async def supervise_jailed(
             timeout,
             pass_fds,
             terminate_first=bool(spec.get("supervise")),
-            guard=DiskGuard(list(writes_to)) if writes_to else None,
+            guard=DiskGuard(list(writes_to), shared=shared_writes) if writes_to else None,
         )
     finally:
         if group is not None:

@@ -68,3 +68,20 @@ def test_a_directory_swapped_for_a_symlink_mid_removal_is_not_followed(tmp_path:
         remove_tree(run)
     assert len(list(victim.iterdir())) == 51 and stat.S_IMODE(victim.stat().st_mode) == 0o755
     assert (victim / "f1").read_text() == "keep"
+
+
+def test_a_deep_tree_is_removed_even_when_names_are_planted_at_the_top(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for i in range(1, 41):  # what a run could plant where deep subtrees are moved up
+        planted = run / f".swarmchat-deep-{i}" / "x"
+        planted.mkdir(parents=True)
+    fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(200):
+        os.mkdir("d", dir_fd=fd)
+        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    os.close(fd)
+    remove_tree(run)
+    assert not run.exists()

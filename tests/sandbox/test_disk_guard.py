@@ -6,6 +6,7 @@ while the run goes on, and the wall clock.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -121,3 +122,20 @@ def test_the_guard_counts_only_its_directories_past_the_filesystem_hint(
     assert guard._over() and "more than 100 files" in guard._count()
     free["inodes"] -= 5_000_000  # the hard bound needs no counting
     assert not guard._over() and "lost more than" in guard.reason
+
+
+def test_the_hosts_dev_shm_counts_in_the_landlock_tier(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWARMCHAT_RUN_MAX_MB", "10")
+    target = f"/dev/shm/sbxtest-fill-{os.getpid()}"
+    code = (
+        f"import time\nwith open({target!r}, 'wb') as f:\n    for i in range(40):\n"
+        "        f.write(b'x' * (1 << 20))\n        f.flush()\n        time.sleep(0.02)\nprint('finished')\n"
+    )
+    try:
+        result = run("landlock", workspace, code, timeout=60)
+        assert "finished" not in result.stdout and "more than 10 MiB" in result.stopped, result
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)

@@ -81,10 +81,16 @@ def test_code_cannot_change_the_metadata_of_host_files(box: Box) -> None:
     decoy.chmod(0o600)
     try:
         before = decoy.stat()
+        flags_before = _flags(decoy)
         code = (
-            "import os\nfor f in (lambda: os.chmod(P, 0o666), lambda: os.utime(P, (0, 0)),\n"
-            "          lambda: os.setxattr(P, 'user.mark', b'1'), lambda: os.chown(P, 0, 0)):\n"
-            "    try:\n        f()\n    except OSError as exc:\n        print(exc)\n"
+            "import fcntl, os\ntry:\n    fd = os.open(P, os.O_RDONLY)\nexcept OSError:  # bwrap: not there\n    fd = -1\n"
+            "def chattr():  # +dA: nodump, noatime\n"
+            "    now = int.from_bytes(fcntl.ioctl(fd, 0x80086601, bytes(8))[:4], 'little')\n"
+            "    fcntl.ioctl(fd, 0x40086602, (now | 0xC0).to_bytes(8, 'little'))\n"
+            "for f in (lambda: os.chmod(P, 0o666), lambda: os.utime(P, (0, 0)),\n"
+            "          lambda: os.setxattr(P, 'user.mark', b'1'), lambda: os.chown(P, 0, 0), chattr,\n"
+            "          lambda: fcntl.fcntl(fd, 1024, fcntl.F_RDLCK)):\n"
+            "    try:\n        f()\n    except (OSError, ValueError) as exc:\n        print(exc)\n"
             "open('done', 'w').close()\n"
         ).replace("P", repr(str(decoy)))
         name = box.script(code)
@@ -92,6 +98,7 @@ def test_code_cannot_change_the_metadata_of_host_files(box: Box) -> None:
         result = box.run([{"file": name, "staged": True}])["results"][0]  # type: ignore[index]
         assert result["exit_code"] == 0, result
         after = decoy.stat()
+        assert _flags(decoy) == flags_before
         assert (after.st_mode, after.st_uid, after.st_mtime_ns) == (
             before.st_mode,
             before.st_uid,
@@ -100,3 +107,15 @@ def test_code_cannot_change_the_metadata_of_host_files(box: Box) -> None:
         assert os.listxattr(decoy) == []
     finally:
         decoy.unlink()
+
+
+def _flags(path: Path) -> int:
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, 0x80086601, bytes(8))[:4], "little")
+    except OSError:
+        return -1
+    finally:
+        os.close(fd)
