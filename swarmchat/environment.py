@@ -131,3 +131,12 @@ def ensure_private_dir(path: Path) -> Path:
 
 def debug_enabled() -> bool:
     return os.environ.get("SWARMCHAT_DEBUG", "") not in ("", "0")
+
+
+def positive_int(name: str, default: int) -> int:
+    """A count or size from the environment: ``default`` when unset or not a number,
+    never below 1 (a limit of 0 would refuse everything)."""
+    try:
+        return max(1, int(os.environ.get(name, "")))
+    except ValueError:
+        return default

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from swarmchat.environment import positive_int
 from swarmchat.errors import ToolError
 from swarmchat.pathpolicy import Verdict, is_skipped_dir
 from swarmchat.sandbox.cleanup import remove_at
@@ -31,13 +32,6 @@ _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 FS_IOC_GETFLAGS = 0x80086601
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 32
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, "")))
-    except ValueError:
-        return default
 
 
 @dataclass(frozen=True)
@@ -53,8 +47,8 @@ class CopyLimits:
     @classmethod
     def from_env(cls) -> CopyLimits:
         return cls(
-            in_files=_env_int("SWARMCHAT_COPY_MAX_FILES", cls.in_files),
-            in_bytes=_env_int("SWARMCHAT_COPY_MAX_MB", cls.in_bytes >> 20) << 20,
+            in_files=positive_int("SWARMCHAT_COPY_MAX_FILES", cls.in_files),
+            in_bytes=positive_int("SWARMCHAT_COPY_MAX_MB", cls.in_bytes >> 20) << 20,
         )
 
 

@@ -22,15 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarmchat.environment import positive_int
+
 POLL_SECONDS = 0.1
 HARD_FACTOR = 4
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, "")))
-    except ValueError:
-        return default
 
 
 @dataclass(frozen=True)
@@ -43,8 +38,8 @@ class WriteLimits:
     @classmethod
     def from_env(cls) -> WriteLimits:
         return cls(
-            bytes=_env_int("SWARMCHAT_RUN_MAX_MB", cls.bytes >> 20) << 20,
-            files=_env_int("SWARMCHAT_RUN_MAX_FILES", cls.files),
+            bytes=positive_int("SWARMCHAT_RUN_MAX_MB", cls.bytes >> 20) << 20,
+            files=positive_int("SWARMCHAT_RUN_MAX_FILES", cls.files),
         )
 
 

@@ -20,6 +20,17 @@ def victim_tree(root: Path) -> Path:
     return victim
 
 
+def chain(top: Path, depth: int) -> None:
+    """Nested directories ``d/d/d/...`` below ``top``, made through descriptors."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    os.close(fd)
+
+
 def test_links_and_locked_directories_are_removed_not_followed(tmp_path: Path) -> None:
     victim = victim_tree(tmp_path)
     run = tmp_path / "run"
@@ -29,13 +40,7 @@ def test_links_and_locked_directories_are_removed_not_followed(tmp_path: Path) -
     (run / "locked" / "to-victim-file").symlink_to(victim / "f0")
     os.mkfifo(run / "fifo")
     (run / "locked").chmod(0o500)
-    fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(1500):  # deeper than Python's recursion limit, and than PATH_MAX allows
-        os.mkdir("d", dir_fd=fd)
-        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = sub
-    os.close(fd)
+    chain(run, 1500)  # deeper than Python's recursion limit, and than PATH_MAX allows
     remove_tree(run)
     assert not run.exists()
     assert len(list(victim.iterdir())) == 51 and stat.S_IMODE(victim.stat().st_mode) == 0o755
@@ -76,12 +81,6 @@ def test_a_deep_tree_is_removed_even_when_names_are_planted_at_the_top(tmp_path:
     for i in range(1, 41):  # what a run could plant where deep subtrees are moved up
         planted = run / f".swarmchat-deep-{i}" / "x"
         planted.mkdir(parents=True)
-    fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(200):
-        os.mkdir("d", dir_fd=fd)
-        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = sub
-    os.close(fd)
+    chain(run, 200)  # deeper than the descriptors the removal holds open
     remove_tree(run)
     assert not run.exists()
