@@ -82,19 +82,14 @@ class CopyPool:
         if run is None:
             return None
         mine = owner if owner != (os.getuid(), os.getgid()) else None
-        same = (run.workspace.root, run.workspace.policy, run.owner) == (
-            workspace.root,
-            workspace.policy,
-            mine,
-        )
+        kept_for = (run.workspace.root, run.workspace.policy, run.owner)
+        same = kept_for == (workspace.root, workspace.policy, mine)
         try:
             st = os.stat(run.base, follow_symlinks=False)
-            intact = stat.S_ISDIR(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (
-                os.getuid(),
-                0o700,
-            )
+            found = (stat.S_IFMT(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode))
         except OSError:
-            intact = False
+            found = None
+        intact = found == (stat.S_IFDIR, os.getuid(), 0o700)  # as parked: nobody else's
         if not (same and intact):
             remove_tree(run.base)
             return None

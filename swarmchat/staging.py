@@ -170,15 +170,9 @@ class StagedRun:
         that directory in kind, mode, owner, inode flags and extended attributes (a
         default ACL there would shape the files copied in next); else a new one."""
         before = self._old_dirs.get(rel)
-        if before is not None:
-            with contextlib.suppress(OSError):
-                fd = os.open(name, _DIR, dir_fd=dfd)
-                st = os.fstat(fd)
-                now = (st.st_ino, st.st_mode, _flags(fd))
-                if now == before and st.st_uid == self._uid and not os.listxattr(fd):
-                    self.dirs[rel] = before
-                    return fd
-                os.close(fd)
+        if before is not None and (fd := self._same_dir(dfd, name, before)) >= 0:
+            self.dirs[rel] = before
+            return fd
         remove_at(dfd, name)
         os.mkdir(name, 0o700 if rel == "" else 0o755, dir_fd=dfd)
         fd = os.open(name, _DIR, dir_fd=dfd)
@@ -189,6 +183,22 @@ class StagedRun:
             raise
         self.dirs[rel] = (st.st_ino, st.st_mode, _flags(fd))
         return fd
+
+    def _same_dir(self, dfd: int, name: str, before: tuple[int, int, int]) -> int:
+        """``name`` opened, if it is still the directory recorded as ``before``; else -1."""
+        try:
+            fd = os.open(name, _DIR, dir_fd=dfd)
+        except OSError:
+            return -1
+        try:
+            st = os.fstat(fd)
+            same = (st.st_ino, st.st_mode, _flags(fd), st.st_uid) == (*before, self._uid)
+            if same and not os.listxattr(fd):  # a default ACL would shape what is copied in
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return -1
 
     def _write_script(self, root: int, script: str, approved: bytes) -> None:
         """The approved bytes run, whatever the disk says now. Its directories are made
