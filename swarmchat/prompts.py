@@ -26,7 +26,6 @@ from prompt_toolkit.output import create_output
 
 from swarmchat.approval import Asker
 from swarmchat.environment import ensure_private_dir
-from swarmchat.errors import Terminated
 from swarmchat.textsafe import visible_controls
 
 ANSWERS = ("y", "yes", "n", "no", "a", "always")
@@ -48,9 +47,7 @@ def approval_asker(on_interrupt: Callable[[], None] | None = None) -> Asker:
                 # handle_sigint=False: prompt_toolkit would remove the REPL's SIGINT handler on
                 # return, and Ctrl-C could no longer stop the code the user just approved.
                 answer = (await session.prompt_async(shown + " ", handle_sigint=False)).strip().lower()
-            except (KeyboardInterrupt, EOFError) as exc:
-                if isinstance(exc, Terminated):
-                    raise
+            except (KeyboardInterrupt, EOFError):
                 if on_interrupt is None:
                     raise KeyboardInterrupt from None
                 on_interrupt()

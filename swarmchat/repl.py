@@ -106,9 +106,7 @@ class Repl:
         while True:
             try:
                 return (await self.read("you › ")).strip()
-            except KeyboardInterrupt as exc:
-                if isinstance(exc, Terminated):
-                    raise
+            except KeyboardInterrupt:
                 now = time.monotonic()
                 if now - self.last_interrupt < EXIT_WINDOW:
                     return None
