@@ -252,7 +252,20 @@ def ask(
     }
     if output_format is not None and output_format not in formats:
         raise UsageError("--output-format must be text, json or stream-json")
-    fmt: OutputFormat = "jsonl" if jsonl else "json" if json_out else formats[output_format or "text"]
+    flagged: tuple[tuple[OutputFormat, bool], ...] = (("json", json_out), ("jsonl", jsonl))
+    chosen: set[OutputFormat] = {f for f, on in flagged if on}
+    if output_format is not None:
+        chosen.add(formats[output_format])
+    if len(chosen) > 1:
+        raise UsageError(
+            "choose one output format: --json, --jsonl and --output-format disagree",
+            "pass one of them (--output-format stream-json is --jsonl)",
+        )
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose cannot be used together", "drop one of them")
+    fmt: OutputFormat = chosen.pop() if chosen else "text"
+    if out:
+        _check_out(Path(out))
     if include_partial and fmt != "jsonl":
         raise UsageError("--include-partial goes with --jsonl (or --output-format stream-json)")
     error = run_ask(opts, _read_prompt(prompt), AskOutput(fmt, include_partial, verbose, quiet, out))
@@ -316,6 +329,18 @@ def doctor(
 
     for line in lifecycle.run(doctor_report(box, root)):
         typer.echo(line)
+
+
+def _check_out(path: Path) -> None:
+    """``--out`` must be a writable file path: found out before any model call."""
+    hint = "give --out a file path in an existing, writable directory"
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a directory", hint)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"--out {path}: the directory {parent} does not exist", hint)
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"--out {path}: not writable", hint)
 
 
 def _read_prompt(prompt: str | None) -> str:
@@ -384,6 +409,11 @@ def _run(args: list[str]) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
+    except SystemExit as exc:  # the framework exits 1 on EPIPE: a closed pipe is not a failure
+        if isinstance(exc.__context__, BrokenPipeError):
+            _silence_stdout()
+            return 0
+        raise
     except Exception as exc:
         code = _framework_exit(exc)
         if code is not None:

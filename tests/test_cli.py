@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -304,6 +305,34 @@ def test_closed_stdout_pipe_exits_quietly(fake, cli_env, workspace) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 0
     assert err == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["agents"],
+        ["--help"],
+        ["ask", "--help"],
+        ["doctor"],
+        ["ask", "x"],
+        ["ask", "x", "--json"],
+        ["ask", "x", "--jsonl"],
+        ["ask", "x", "-q"],
+    ],
+)
+def test_stdout_closed_before_the_first_write_exits_quietly(fake, cli_env, workspace, args) -> None:
+    # `swarmchat ... | true`: the reader is gone before anything is written.
+    fake.script("user_proxy", Reply(text="an answer"))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [SWARMCHAT, *args], stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=cli_env, cwd=workspace, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr.decode()) == (0, "")
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["ask", "--help"]])

@@ -98,7 +98,7 @@ def test_quiet_prints_only_the_answer(fake, cli_env, workspace) -> None:
         Reply(tool_calls=[call("ExecutePyFile", file_name="t.py")]),
         Reply(text="answer"),
     )
-    r = invoke(["ask", "x", "-q", "-v"], cli_env, workspace)
+    r = invoke(["ask", "x", "-q"], cli_env, workspace)
     assert (r.returncode, r.stdout, r.stderr) == (0, "answer\n", "")  # the skip notice too is silenced
     fake.script("coder", Reply(fault="401"))
     r = invoke(["ask", "x", "-q"], cli_env, workspace)
@@ -181,3 +181,28 @@ def test_usage_errors_for_output_flags(cli_env, workspace) -> None:
     ):
         r = invoke(args, cli_env, workspace)
         assert r.returncode == 2, args
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--json", "--jsonl"], "choose one output format"),
+        (["--json", "--output-format", "text"], "choose one output format"),
+        (["--jsonl", "--output-format", "json"], "choose one output format"),
+        (["-q", "--verbose"], "--quiet and --verbose cannot be used together"),
+        (["--out", "."], "is a directory"),
+        (["--out", "missing/answer.txt"], "does not exist"),
+    ],
+)
+def test_bad_flag_combinations_fail_before_any_model_call(
+    fake: FakeOpenAI, cli_env, workspace, args, message
+) -> None:
+    r = invoke(["ask", "x", *args], cli_env, workspace)
+    assert r.returncode == 2 and message in r.stderr and "hint:" in r.stderr, r.stderr
+    assert fake.requests == []
+
+
+def test_the_same_format_given_twice_is_fine(fake: FakeOpenAI, cli_env, workspace) -> None:
+    fake.script("user_proxy", Reply(text="ok"))
+    r = invoke(["ask", "x", "--json", "--output-format", "json"], cli_env, workspace)
+    assert r.returncode == 0 and json.loads(r.stdout)["answer"] == "ok"
