@@ -344,13 +344,32 @@ def _check_out(path: Path) -> None:
 
 
 def _read_prompt(prompt: str | None) -> str:
+    """The prompt, with bytes that are not UTF-8 replaced (said once on stderr)."""
+    from swarmchat.textsafe import valid_utf8
+
+    text = _prompt_text(prompt)
+    clean = valid_utf8(text)
+    if clean != text:
+        sys.stderr.write("swarmchat: note: the input is not valid UTF-8; those bytes are now U+FFFD\n")
+    return clean
+
+
+def _stdin() -> str:
+    """All of stdin; read as bytes where possible, so that no decoding error can stop us."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin.read()
+    return bytes(buffer.read()).decode("utf-8", "surrogateescape")
+
+
+def _prompt_text(prompt: str | None) -> str:
     """The instruction from the argument, stdin, or both (stdin becomes context)."""
     piped = not sys.stdin.isatty()
     if prompt == "-":
         if not piped:
             raise UsageError("'-' reads the prompt from stdin, but stdin is a terminal")
-        prompt, piped = sys.stdin.read(), False
-    stdin_text = sys.stdin.read() if piped else ""
+        prompt, piped = _stdin(), False
+    stdin_text = _stdin() if piped else ""
     if prompt is None or not prompt.strip():
         if stdin_text.strip():
             return stdin_text.strip()

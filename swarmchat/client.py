@@ -97,8 +97,9 @@ class OpenAIChatClient:
                 delay = self.retry.delay(attempt, exc.retry_after)
                 on_retry(last, attempt, delay)
                 await asyncio.sleep(delay)
+        tries = f"{self.retry.attempts} attempt{'s' * (self.retry.attempts != 1)}"
         raise ProviderError(
-            f"model call failed after {self.retry.attempts} attempts: {last}",
+            f"model call failed after {tries}: {last}",
             f"provider: {self.label}; try again later or check the server",
         )
 

@@ -59,3 +59,14 @@ def json_visible(json_text: str) -> str:
 def _json_escape(char: str) -> str:
     units = char.encode("utf-16-le", "surrogatepass")
     return "".join(f"\\u{int.from_bytes(units[i : i + 2], 'little'):04x}" for i in range(0, len(units), 2))
+
+
+def valid_utf8(text: str) -> str:
+    """``text`` with bytes that were not UTF-8 (which Python carries as lone surrogates,
+    from the command line or a pipe) replaced by U+FFFD: nothing downstream (the store,
+    the provider's JSON) can encode a surrogate."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")

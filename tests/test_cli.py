@@ -408,3 +408,26 @@ def test_an_option_given_at_its_default_value_still_wins(fake, cli_env, workspac
     )
     r = invoke(["--timeout", "1", "ask", "--timeout", "60", "x", "-y"], cli_env, workspace)
     assert r.returncode == 0 and r.stdout.startswith("exit status 0"), r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        ([b"ask", b"caf\xe9"], b""),
+        ([b"ask"], b"caf\xe9 au lait"),
+        ([b"ask", b"sum up"], b"\xff\xfebin\x00ary"),
+    ],
+)
+def test_input_that_is_not_utf8_is_replaced_not_fatal(fake, cli_env, workspace, args, stdin) -> None:
+    fake.script("user_proxy", Reply(text="ok"))
+    r = subprocess.run(
+        [SWARMCHAT.encode(), *args], input=stdin, capture_output=True, env=cli_env, cwd=workspace, timeout=60
+    )
+    assert r.returncode == 0 and r.stdout == b"ok\n", r.stderr
+    assert r.stderr.decode().count("not valid UTF-8") == 1
+    sent = fake.requests[0].body["messages"][-1]["content"]
+    assert "\ufffd" in sent
+    with sqlite3.connect(Path(cli_env["SWARMCHAT_HOME"]) / "swarmchat.db") as db:
+        assert db.execute(
+            "select count(*) from runs where status in ('queued', 'in_progress')"
+        ).fetchone() == (0,)

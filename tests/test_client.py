@@ -97,6 +97,13 @@ def test_gives_up_after_retries_with_clear_error(fake: FakeOpenAI, fault: str) -
     assert len(fake.requests) == 3
 
 
+def test_a_single_attempt_is_named_in_the_singular(fake: FakeOpenAI) -> None:
+    fake.script("a", Reply(fault="500"))
+    with pytest.raises(ProviderError) as info:
+        complete(fake, attempts=1)
+    assert "failed after 1 attempt:" in info.value.message
+
+
 def test_401_is_an_auth_error_without_retry(fake: FakeOpenAI) -> None:
     fake.script("a", Reply(fault="401"))
     with pytest.raises(AuthError) as info:
