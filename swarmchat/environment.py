@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from swarmchat.errors import AuthError
+from swarmchat.errors import AuthError, ConfigError
 
 _SECRET_NAME = re.compile(r"(_KEY$|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|^OPENAI_|^AZURE_)", re.I)
 # Values worth redacting: credentials only (not base URLs or API versions, which are
@@ -97,8 +97,11 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> ProviderSettings:
                 "Azure OpenAI needs an API version",
                 "set OPENAI_API_VERSION, e.g. OPENAI_API_VERSION=2024-10-21",
             )
+        _check_url("AZURE_OPENAI_ENDPOINT", endpoint)
         return ProviderSettings("azure", key, azure_endpoint=endpoint, api_version=version)
     base_url = env.get("OPENAI_BASE_URL", "").strip() or None
+    if base_url:
+        _check_url("OPENAI_BASE_URL", base_url)
     key = env.get("OPENAI_API_KEY", "").strip()
     if not key:
         if base_url and (urlparse(base_url).hostname or "") in _LOCAL_HOSTS:
@@ -110,6 +113,17 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> ProviderSettings:
                 "local OpenAI-compatible server",
             )
     return ProviderSettings("openai", key, base_url=base_url)
+
+
+def _check_url(name: str, url: str) -> None:
+    """A URL without ``http://`` or ``https://`` (``localhost:11434``) or without a host is
+    a setting to fix, not a server that is down: no retries for it."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(
+            f"{name} is not a valid URL: {url!r}",
+            "set it to a full URL such as http://localhost:11434/v1 or https://api.openai.com/v1",
+        )
 
 
 def user_home(env: Mapping[str, str] | None = None) -> Path:

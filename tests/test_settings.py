@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from clitools import invoke
+from clitools import invoke, run_cli
 from fakeserver import FakeOpenAI, Reply
 
 from swarmchat.environment import Redactor, is_secret_name, provider_from_env, secret_values
@@ -70,3 +70,11 @@ def test_fake_server_non_streaming(fake: FakeOpenAI) -> None:
         model="m", messages=[{"role": "system", "content": 'You are "a".'}, {"role": "user", "content": "x"}]
     )
     assert out.choices[0].message.content == "plain" and out.usage is not None
+
+
+@pytest.mark.parametrize("url", ["localhost:11434", "127.0.0.1:8080/v1", "ftp://host/v1", "http://"])
+def test_a_base_url_that_is_no_url_is_a_config_error(fake: FakeOpenAI, cli_env, workspace, url) -> None:
+    r = run_cli(["ask", "hi"], {**cli_env, "OPENAI_BASE_URL": url}, workspace)
+    assert r.returncode == 3 and f"OPENAI_BASE_URL is not a valid URL: {url!r}" in r.stderr, r.stderr
+    assert "hint: set it to a full URL such as http://localhost:11434/v1" in r.stderr
+    assert fake.requests == []
