@@ -138,8 +138,17 @@ def user_home(env: Mapping[str, str] | None = None) -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` readable by the user only (it holds conversations)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` readable by the user only (it holds conversations); a path that
+    cannot be one (a file, a read-only place) is a configuration error naming it."""
+    hint = "set SWARMCHAT_HOME to a directory you can write to"
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise ConfigError(f"the data directory {path} is a file, not a directory", hint) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the data directory {path}: {exc.strerror}", hint) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"the data directory {path} is not writable", hint)
     return path
 
 

@@ -8,6 +8,7 @@ does, so old databases upgrade in place and nothing is lost.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -80,9 +81,12 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             migrate(self.db)
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"cannot open the database {self.path}: {exc}", "move the file aside or set SWARMCHAT_HOME"
-            ) from None
+            hint = (
+                "move the file aside or set SWARMCHAT_HOME"
+                if os.path.isfile(self.path)
+                else "set SWARMCHAT_HOME to a directory you can write to"
+            )
+            raise ConfigError(f"cannot open the database {self.path}: {exc}", hint) from None
 
     def close(self) -> None:
         self.db.close()

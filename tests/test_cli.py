@@ -431,3 +431,18 @@ def test_input_that_is_not_utf8_is_replaced_not_fatal(fake, cli_env, workspace, 
         assert db.execute(
             "select count(*) from runs where status in ('queued', 'in_progress')"
         ).fetchone() == (0,)
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below", "read-only"])
+def test_an_unusable_data_directory_is_named_with_exit_3(fake, cli_env, workspace, tmp_path, where) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    if where == "read-only":
+        if os.access("/proc/sys", os.W_OK):
+            pytest.skip("needs a read-only mount (/proc/sys in a container)")
+        home = Path("/proc/sys")
+    else:
+        home = tmp_path / where
+    r = run_cli(["ask", "hi"], {**cli_env, "SWARMCHAT_HOME": str(home)}, workspace)
+    assert r.returncode == 3 and str(home) in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert "hint: set SWARMCHAT_HOME to a directory you can write to" in r.stderr
+    assert fake.requests == []

@@ -153,6 +153,6 @@ def test_doctor_reports_on_the_workspace_given_and_what_stops_runs_there(
     home.mkdir()
     r = invoke(["doctor", "-w", str(home)], {**cli_env, "HOME": str(home)}, workspace)
     assert "Tell the user" not in r.stdout and "pass -w DIR" in r.stdout
-    if os.statvfs("/proc/sys").f_flag & os.ST_RDONLY:  # a container's read-only mount
+    if not os.access("/proc/sys", os.W_OK):  # a container's read-only mount
         r = invoke(["doctor", "-w", "/proc/sys"], cli_env, workspace)
         assert "NO   /proc/sys is read-only" in r.stdout
