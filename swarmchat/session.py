@@ -23,6 +23,7 @@ from swarmchat.environment import (
     secret_values,
     user_home,
 )
+from swarmchat.errors import ConfigError
 from swarmchat.events import Event, RunFinished
 from swarmchat.pathpolicy import PathPolicy
 from swarmchat.store import Store
@@ -76,6 +77,26 @@ def make_sandbox(opts: Options, swarm: SwarmSpec, workspace: Path) -> Sandbox:
     return Sandbox(opts.sandbox or swarm.sandbox, opts.unsafe_local_exec, private=(workspace,))
 
 
+WRITING_TOOLS = ("File", "ExecutePyFile")
+
+
+def _check_writable(root: Path, swarm: SwarmSpec) -> None:
+    """A swarm that writes files or runs code needs a workspace it can write to: found out
+    before the first model call, not as a failed tool call (a swarm without such tools
+    works anywhere)."""
+    if not any(t in WRITING_TOOLS for agent in swarm.agents.values() for t in agent.tools):
+        return
+    try:
+        read_only = not os.access(root, os.W_OK) or bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = True
+    if read_only:
+        raise ConfigError(
+            f"the workspace {root} is read-only, and agents here write files or run code",
+            "start swarmchat in a directory you can write to, or pass -w DIR",
+        )
+
+
 class Session:
     """Everything a conversation needs; one per REPL or per ``ask``."""
 
@@ -84,6 +105,7 @@ class Session:
         self.provider = provider_from_env()
         policy = PathPolicy.for_session(opts.agents_file, data=user_home())
         self.workspace = Workspace(Path(opts.workspace) if opts.workspace else Path.cwd(), policy)
+        _check_writable(self.workspace.root, self.swarm)
         home = ensure_private_dir(user_home())
         self.store = Store(home / "swarmchat.db", Redactor(secret_values(os.environ)))
         self.session_id = self.store.create_session(self.swarm.source, str(self.workspace.root))

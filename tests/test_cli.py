@@ -446,3 +446,18 @@ def test_an_unusable_data_directory_is_named_with_exit_3(fake, cli_env, workspac
     assert r.returncode == 3 and str(home) in r.stderr and "internal error" not in r.stderr, r.stderr
     assert "hint: set SWARMCHAT_HOME to a directory you can write to" in r.stderr
     assert fake.requests == []
+
+
+def test_a_read_only_workspace_is_refused_up_front_only_when_agents_write(
+    fake, cli_env, workspace, tmp_path
+) -> None:
+    if os.access("/proc/sys", os.W_OK):
+        pytest.skip("needs a read-only directory even for root (/proc/sys in a container)")
+    r = run_cli(["-w", "/proc/sys", "ask", "hi"], cli_env, workspace)
+    assert r.returncode == 3 and "the workspace /proc/sys is read-only" in r.stderr, r.stderr
+    assert "hint: " in r.stderr and fake.requests == []
+    chat_only = tmp_path / "chat.yaml"
+    chat_only.write_text("agents:\n  helper:\n    description: Answers questions.\n")
+    fake.script("helper", Reply(text="hello"))
+    r = run_cli(["-w", "/proc/sys", "-a", str(chat_only), "ask", "hi"], cli_env, workspace)
+    assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
