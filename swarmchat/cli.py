@@ -169,9 +169,9 @@ def _merge(ctx: typer.Context, **given: Any) -> Options:
     """The options given here over those given before the subcommand (``swarmchat -m x
     ask``), over the defaults. ``given`` holds only options the user actually gave."""
     if given.get("sandbox") not in (None, *SANDBOX_MODES):
-        raise UsageError(f"--sandbox must be one of {', '.join(SANDBOX_MODES)}")
+        raise UsageError(f"--sandbox must be one of {', '.join(SANDBOX_MODES)}", "see 'swarmchat --help'")
     if given.get("color", "auto") not in COLOR_CHOICES:
-        raise UsageError(f"--color must be one of {', '.join(COLOR_CHOICES)}")
+        raise UsageError(f"--color must be one of {', '.join(COLOR_CHOICES)}", "see 'swarmchat --help'")
     root: Options = ctx.obj if isinstance(ctx.obj, Options) else Options()
     return dataclasses.replace(root, **given)
 
@@ -251,7 +251,7 @@ def ask(
         "jsonl": "jsonl",
     }
     if output_format is not None and output_format not in formats:
-        raise UsageError("--output-format must be text, json or stream-json")
+        raise UsageError("--output-format must be text, json or stream-json", "see 'swarmchat ask --help'")
     flagged: tuple[tuple[OutputFormat, bool], ...] = (("json", json_out), ("jsonl", jsonl))
     chosen: set[OutputFormat] = {f for f, on in flagged if on}
     if output_format is not None:
@@ -267,7 +267,9 @@ def ask(
     if out:
         _check_out(Path(out))
     if include_partial and fmt != "jsonl":
-        raise UsageError("--include-partial goes with --jsonl (or --output-format stream-json)")
+        raise UsageError(
+            "--include-partial goes with --jsonl (or --output-format stream-json)", "add --jsonl"
+        )
     error = run_ask(opts, _read_prompt(prompt), AskOutput(fmt, include_partial, verbose, quiet, out))
     if error is not None:
         if quiet:  # the exit code alone tells what happened
@@ -367,14 +369,17 @@ def _prompt_text(prompt: str | None) -> str:
     piped = not sys.stdin.isatty()
     if prompt == "-":
         if not piped:
-            raise UsageError("'-' reads the prompt from stdin, but stdin is a terminal")
+            raise UsageError(
+                "'-' reads the prompt from stdin, but stdin is a terminal",
+                "pipe it in: echo ... | swarmchat ask -",
+            )
         prompt, piped = _stdin(), False
     stdin_text = _stdin() if piped else ""
     if prompt is None or not prompt.strip():
         if stdin_text.strip():
             return stdin_text.strip()
         if prompt is not None:
-            raise UsageError("the prompt is empty")
+            raise UsageError("the prompt is empty", 'swarmchat ask "what to do"')
         if piped:
             raise UsageError("no prompt given and stdin was empty", 'swarmchat ask "..." or pipe text in')
         raise UsageError(

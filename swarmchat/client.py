@@ -37,7 +37,10 @@ class RetryPolicy:
             retries = int(os.environ.get("SWARMCHAT_MAX_RETRIES", "3"))
             base = float(os.environ.get("SWARMCHAT_RETRY_BASE_DELAY", "1.0"))
         except ValueError:
-            raise ConfigError("SWARMCHAT_MAX_RETRIES / SWARMCHAT_RETRY_BASE_DELAY must be numbers") from None
+            raise ConfigError(
+                "SWARMCHAT_MAX_RETRIES / SWARMCHAT_RETRY_BASE_DELAY must be numbers",
+                "e.g. SWARMCHAT_MAX_RETRIES=3 SWARMCHAT_RETRY_BASE_DELAY=1",
+            ) from None
         return cls(attempts=max(1, retries + 1), base_delay=max(0.0, base))
 
     def delay(self, attempt: int, retry_after: float | None) -> float:

@@ -146,6 +146,11 @@ def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+AGENTS_HINT = (
+    "fix the file (the README's agents.yaml section lists every field); `swarmchat agents` checks it"
+)
+
+
 def find_agents_file(explicit: str | None, cwd: Path) -> tuple[str, str]:
     """Return ``(display name, text)`` of the agents file to use.
 
@@ -156,15 +161,21 @@ def find_agents_file(explicit: str | None, cwd: Path) -> tuple[str, str]:
         try:
             return explicit, path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ConfigError(f"agents file not found: {explicit}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read agents file {explicit}: {exc}") from None
+            raise ConfigError(
+                f"agents file not found: {explicit}", "check the path given to -a/--agents"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{explicit} is not a text file (not UTF-8)", AGENTS_HINT) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read agents file {explicit}: {exc.strerror}", AGENTS_HINT) from None
     local = cwd / DEFAULT_FILE_NAME
     if local.is_file():
         try:
             return DEFAULT_FILE_NAME, local.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {local}: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{local} is not a text file (not UTF-8)", AGENTS_HINT) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {local}: {exc.strerror}", AGENTS_HINT) from None
     text = resources.files("swarmchat").joinpath(DEFAULT_FILE_NAME).read_text(encoding="utf-8")
     return "<bundled agents.yaml>", text
 
@@ -172,7 +183,11 @@ def find_agents_file(explicit: str | None, cwd: Path) -> tuple[str, str]:
 def load_swarm(explicit: str | None = None, cwd: Path | None = None) -> SwarmSpec:
     """Find, parse and validate the agents file."""
     name, text = find_agents_file(explicit, cwd or Path.cwd())
-    return parse_swarm(text, name)
+    try:
+        return parse_swarm(text, name)
+    except ConfigError as exc:
+        exc.hint = exc.hint or AGENTS_HINT
+        raise
 
 
 def parse_swarm(text: str, source: str) -> SwarmSpec:

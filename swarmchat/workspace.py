@@ -31,7 +31,9 @@ class Workspace:
         try:
             self.root = root.expanduser().resolve(strict=True)
         except (FileNotFoundError, NotADirectoryError):
-            raise ConfigError(f"workspace does not exist: {root}") from None
+            raise ConfigError(
+                f"workspace does not exist: {root}", "pass -w with an existing directory"
+            ) from None
         if not self.root.is_dir():
             raise ConfigError(f"workspace is not a directory: {root}")
         self.policy = self.policy.with_git_hooks(self.root)

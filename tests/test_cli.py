@@ -461,3 +461,24 @@ def test_a_read_only_workspace_is_refused_up_front_only_when_agents_write(
     fake.script("helper", Reply(text="hello"))
     r = run_cli(["-w", "/proc/sys", "-a", str(chat_only), "ask", "hi"], cli_env, workspace)
     assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--color", "sometimes", "ask", "hi"], 2, "--color must be one of"),
+        (["ask", "  "], 2, "the prompt is empty"),
+        (["ask", "hi", "--include-partial"], 2, "--include-partial"),
+        (["-a", "bad.yaml", "agents"], 3, "bad.yaml:3: agents.a.descripton"),
+        (["-a", "binary.yaml", "agents"], 3, "binary.yaml is not a text file"),
+        (["-a", "missing.yaml", "agents"], 3, "agents file not found"),
+        (["-w", "no-such-dir", "ask", "hi"], 3, "workspace does not exist"),
+    ],
+)
+def test_every_error_has_a_hint(fake, cli_env, workspace, args, code, message) -> None:
+    (workspace / "bad.yaml").write_text("agents:\n  a:\n    descripton: x\n")
+    (workspace / "binary.yaml").write_bytes(b"\xff\xfe\x00\x01binary")
+    r = invoke(args, cli_env, workspace)
+    lines = r.stderr.splitlines()
+    assert r.returncode == code and message in lines[0], r.stderr
+    assert len(lines) == 2 and lines[1].startswith("hint: "), r.stderr
