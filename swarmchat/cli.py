@@ -230,6 +230,12 @@ def ask(
     include_partial: Annotated[
         bool, typer.Option("--include-partial", help="With --jsonl: also emit message.delta events.")
     ] = False,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent", help="Send the prompt to this agent, not the entry one (like @NAME).", metavar="NAME"
+        ),
+    ] = None,
     verbose: Annotated[
         bool,
         typer.Option("--verbose", "-v", help="Show agent activity on stderr even when it is not a terminal."),
@@ -270,7 +276,8 @@ def ask(
         raise UsageError(
             "--include-partial goes with --jsonl (or --output-format stream-json)", "add --jsonl"
         )
-    error = run_ask(opts, _read_prompt(prompt), AskOutput(fmt, include_partial, verbose, quiet, out))
+    output = AskOutput(fmt, include_partial, verbose, quiet, out)
+    error = run_ask(opts, _read_prompt(prompt), output, agent)
     if error is not None:
         if quiet:  # the exit code alone tells what happened
             raise typer.Exit(exit_code(error))

@@ -9,18 +9,29 @@ alone turns it into an exit code.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from swarmchat import lifecycle
-from swarmchat.errors import InterruptedRunError, RunFailedError, SwarmchatError, Terminated, TurnLimitError
+from swarmchat.errors import (
+    InterruptedRunError,
+    RunFailedError,
+    SwarmchatError,
+    Terminated,
+    TurnLimitError,
+    UsageError,
+)
 from swarmchat.render import Fanout, Sink
 from swarmchat.render.jsonl import Collector, JsonlWriter, dumps
 from swarmchat.render.plain import PlainRenderer, StderrNotices
 from swarmchat.session import Options, Session
 from swarmchat.textsafe import visible_controls
+
+if TYPE_CHECKING:
+    from swarmchat.swarm import SwarmSpec
 
 OutputFormat = Literal["text", "json", "jsonl"]
 
@@ -34,9 +45,10 @@ class AskOutput:
     out: str | None = None
 
 
-def run_ask(opts: Options, prompt: str, output: AskOutput) -> SwarmchatError | None:
+def run_ask(opts: Options, prompt: str, output: AskOutput, agent: str | None = None) -> SwarmchatError | None:
     """Run one turn and print its result. Set-up problems (agents file, key, workspace)
-    raise; how the run itself ended is returned: None when it completed."""
+    raise; how the run itself ended is returned: None when it completed. The turn goes to
+    ``agent``, or to the one a leading ``@name`` names (as in the REPL), else the entry."""
     interactive = sys.stdin.isatty() and sys.stderr.isatty() and not opts.yes and not output.quiet
     asker = None
     if interactive:
@@ -44,6 +56,11 @@ def run_ask(opts: Options, prompt: str, output: AskOutput) -> SwarmchatError | N
 
         asker = approval_asker()
     session = Session(opts, asker)
+    try:
+        agent, prompt = addressee(session.swarm, agent, prompt)
+    except UsageError:
+        session.store.close()
+        raise
     renderer = None if output.quiet else _activity_renderer(opts, session, output, asker is not None)
     collector = Collector()
     jsonl = None
@@ -58,7 +75,7 @@ def run_ask(opts: Options, prompt: str, output: AskOutput) -> SwarmchatError | N
         )
     rich_shown = renderer is not None and not isinstance(renderer, PlainRenderer)
     notices = None if output.quiet else StderrNotices(sys.stderr, warn_unconfined=not rich_shown)
-    error = _run(session, prompt, Fanout(renderer, collector, jsonl, notices), renderer)
+    error = _run(session, prompt, Fanout(renderer, collector, jsonl, notices), renderer, agent)
     result = collector.result(session.session_id)
     if error is not None:
         result["error"] = error.message
@@ -73,10 +90,27 @@ def run_ask(opts: Options, prompt: str, output: AskOutput) -> SwarmchatError | N
     return error
 
 
-def _run(session: Session, prompt: str, emit: Fanout, renderer: Any) -> SwarmchatError | None:
+def addressee(swarm: SwarmSpec, agent: str | None, prompt: str) -> tuple[str | None, str]:
+    """The agent a turn goes to (``--agent``, or ``@name`` at the start of the prompt) and
+    the prompt without that address."""
+    if agent is None and prompt.startswith("@"):
+        agent, _, prompt = prompt[1:].partition(" ")
+        prompt = prompt.strip()
+        if not prompt:
+            raise UsageError(f"nothing to say to @{agent}", f'swarmchat ask "@{agent} your message"')
+    if agent is not None and agent not in swarm.agents:
+        close = difflib.get_close_matches(agent, list(swarm.agents), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(f"no agent named '{agent}'{hint}", "`swarmchat agents` lists them")
+    return agent, prompt
+
+
+def _run(
+    session: Session, prompt: str, emit: Fanout, renderer: Any, agent: str | None = None
+) -> SwarmchatError | None:
     async def go() -> None:
         try:
-            await session.turn(prompt, emit)
+            await session.turn(prompt, emit, agent)
         finally:
             if renderer is not None and hasattr(renderer, "close"):
                 renderer.close()

@@ -482,3 +482,26 @@ def test_every_error_has_a_hint(fake, cli_env, workspace, args, code, message) -
     lines = r.stderr.splitlines()
     assert r.returncode == code and message in lines[0], r.stderr
     assert len(lines) == 2 and lines[1].startswith("hint: "), r.stderr
+
+
+@pytest.mark.parametrize("args", [["ask", "@coder fix the bug"], ["ask", "--agent", "coder", "fix the bug"]])
+def test_ask_can_address_a_specialist_as_the_repl_does(fake, cli_env, workspace, args) -> None:
+    fake.script("coder", Reply(text="coder here"))
+    r = invoke(args, cli_env, workspace)
+    assert (r.returncode, r.stdout) == (0, "coder here\n"), r.stderr
+    assert [q.agent for q in fake.requests] == ["coder"]
+    assert fake.requests[0].body["messages"][-1]["content"] == "fix the bug"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "@codr fix it"], "no agent named 'codr' (did you mean coder?)"),
+        (["ask", "--agent", "nobody", "hi"], "no agent named 'nobody'"),
+        (["ask", "@coder"], "nothing to say to @coder"),
+    ],
+)
+def test_ask_to_an_unknown_agent_is_a_usage_error(fake, cli_env, workspace, args, message) -> None:
+    r = invoke(args, cli_env, workspace)
+    assert r.returncode == 2 and message in r.stderr and "hint: " in r.stderr, r.stderr
+    assert fake.requests == []
