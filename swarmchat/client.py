@@ -13,10 +13,11 @@ import os
 import random
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import openai
 
-from swarmchat.environment import ProviderSettings
+from swarmchat.environment import LOCAL_HOSTS, ProviderSettings
 from swarmchat.errors import AuthError, ConfigError, ProviderError
 from swarmchat.events import Usage
 from swarmchat.messages import ChatMessage, ChatRequest, Completion, OnDelta, OnRetry, ToolCall
@@ -50,6 +51,34 @@ class RetryPolicy:
         return float(min(backoff * (0.75 + random.random() / 2), self.max_delay))
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long to wait on the provider, each named after its variable in errors:
+    connecting, the first streamed chunk (a local server's prompt prefill can take
+    minutes, so the default is higher there), and silence between chunks."""
+
+    connect: float = 10.0
+    first_byte: float = 60.0
+    idle: float = 30.0
+
+    @classmethod
+    def from_env(cls, base_url: str | None = None) -> Timeouts:
+        local = (urlparse(base_url).hostname or "") in LOCAL_HOSTS if base_url else False
+        legacy = os.environ.get("SWARMCHAT_TIMEOUT", "")  # before these three existed
+        first_default = legacy or ("300" if local else "60")
+        try:
+            return cls(
+                connect=float(os.environ.get("SWARMCHAT_CONNECT_TIMEOUT", "10")),
+                first_byte=float(os.environ.get("SWARMCHAT_FIRST_BYTE_TIMEOUT", first_default)),
+                idle=float(os.environ.get("SWARMCHAT_IDLE_TIMEOUT", "30")),
+            )
+        except ValueError:
+            raise ConfigError(
+                "SWARMCHAT_CONNECT_TIMEOUT / _FIRST_BYTE_TIMEOUT / _IDLE_TIMEOUT must be seconds",
+                "e.g. SWARMCHAT_FIRST_BYTE_TIMEOUT=300 for a slow local model",
+            ) from None
+
+
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -63,11 +92,13 @@ class OpenAIChatClient:
         self,
         settings: ProviderSettings,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy.from_env()
         self.label = settings.label
-        timeout = timeout or float(os.environ.get("SWARMCHAT_TIMEOUT", "120"))
+        self.timeouts = t = timeouts or Timeouts.from_env(settings.base_url)
+        # httpx's own read timeout is only a backstop: the stream is timed in _assemble.
+        timeout = openai.Timeout(max(t.first_byte, t.idle) + 5, connect=t.connect)
         self._client: openai.AsyncOpenAI
         if settings.kind == "azure":
             self._client = openai.AsyncAzureOpenAI(
@@ -123,13 +154,24 @@ class OpenAIChatClient:
             ]
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeouts.first_byte
         try:
-            stream = await self._client.chat.completions.create(**kwargs)
+            try:
+                stream = await asyncio.wait_for(
+                    self._client.chat.completions.create(**kwargs), self.timeouts.first_byte
+                )
+            except TimeoutError:
+                raise self._silent("first_byte") from None
             async with stream:
-                return await _assemble(stream, on_delta)
+                return await _assemble(stream, on_delta, lambda first: self._wait(loop, deadline, first))
         except openai.APIStatusError as exc:
             raise _map_status(exc, request.model) from None
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+        except openai.APITimeoutError as exc:
+            if type(exc.__cause__).__name__ == "ConnectTimeout":
+                raise self._silent("connect") from None
+            raise _Retryable(f"timed out: {_cause(exc)}") from None
+        except openai.APIConnectionError as exc:
             raise _Retryable(f"connection error: {_cause(exc)}") from None
         except openai.APIError as exc:  # error object sent inside the stream
             raise _Retryable(f"provider error in stream: {exc.message}") from None
@@ -138,14 +180,47 @@ class OpenAIChatClient:
                 raise _Retryable(f"connection dropped: {_cause(exc)}") from None
             raise
 
+    def _wait(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, first: bool
+    ) -> tuple[float, _Retryable]:
+        """How long the next chunk may take, and the error if it does not come."""
+        if first:
+            return max(deadline - loop.time(), 0.0), self._silent("first_byte")
+        return self.timeouts.idle, self._silent("idle")
 
-async def _assemble(stream: Any, on_delta: OnDelta) -> Completion:
+    def _silent(self, which: str) -> _Retryable:
+        seconds = getattr(self.timeouts, which)
+        what = {
+            "connect": "could not connect within",
+            "first_byte": "no answer within",
+            "idle": "the answer stopped for",
+        }[which]
+        return _Retryable(f"{what} {seconds:g} s (SWARMCHAT_{which.upper()}_TIMEOUT)")
+
+
+async def _chunks(stream: Any, wait: Any) -> Any:
+    """The stream's chunks, each within the time ``wait(first)`` allows."""
+    iterator = stream.__aiter__()
+    first = True
+    while True:
+        seconds, error = wait(first)
+        try:
+            chunk = await asyncio.wait_for(iterator.__anext__(), seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise error from None
+        first = False
+        yield chunk
+
+
+async def _assemble(stream: Any, on_delta: OnDelta, wait: Any = None) -> Completion:
     """Join streamed chunks into one :class:`Completion`; a missing finish is a truncation."""
     text: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     usage = Usage()
     finish: str | None = None
-    async for chunk in stream:
+    async for chunk in _chunks(stream, wait) if wait else stream:
         if getattr(chunk, "usage", None):
             usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
         for choice in chunk.choices or ():

@@ -19,7 +19,7 @@ _SECRET_NAME = re.compile(r"(_KEY$|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|^OPEN
 # Values worth redacting: credentials only (not base URLs or API versions, which are
 # ordinary text a model may legitimately repeat).
 _CREDENTIAL_NAME = re.compile(r"(_KEY$|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
 def load_dotenv_file(cwd: Path | None = None) -> None:
@@ -104,7 +104,7 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> ProviderSettings:
         _check_url("OPENAI_BASE_URL", base_url)
     key = env.get("OPENAI_API_KEY", "").strip()
     if not key:
-        if base_url and (urlparse(base_url).hostname or "") in _LOCAL_HOSTS:
+        if base_url and (urlparse(base_url).hostname or "") in LOCAL_HOSTS:
             key = "not-needed"  # local servers (Ollama, vLLM, llama.cpp) accept any key
         else:
             raise AuthError(

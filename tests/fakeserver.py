@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+HANG_SECONDS = 2.0  # how long "hang" and "stall" keep a connection silent
 _AGENT_RE = re.compile(r'^You are "([^"]+)"')
 
 
@@ -28,7 +29,7 @@ class Reply:
 
     text: str | Callable[[dict[str, Any]], str] = ""
     tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, raw arguments)
-    fault: str | None = None  # 429 | 500 | 401 | drop | drop_mid | truncate
+    fault: str | None = None  # 429 | 500 | 401 | drop | drop_mid | truncate | hang | stall
     retry_after: str | None = None
     usage: tuple[int, int] = (10, 5)
     chunk_delay: float = 0.0
@@ -162,6 +163,10 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return self._json(500, {"error": {"message": "The server had an error"}})
             if fault == "401":
                 return self._json(401, {"error": {"message": "Incorrect API key provided"}})
+            if fault == "hang":  # accepts, then says nothing (HANG_SECONDS), then hangs up
+                time.sleep(HANG_SECONDS)
+                self.close_connection = True
+                return None
             if fault == "drop":
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
@@ -185,6 +190,10 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     break
                 self._chunk(f"data: {json.dumps(chunk)}\n\n")
                 seen.chunks_sent += 1
+                if fault == "stall":  # the stream stops after its first chunk
+                    time.sleep(HANG_SECONDS)
+                    self.close_connection = True
+                    return None
                 if reply.chunk_delay:
                     time.sleep(reply.chunk_delay)
             if fault != "truncate":

@@ -4,11 +4,12 @@ deltas, usage, and every injectable fault."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from fakeserver import FakeOpenAI, Reply, call
 
-from swarmchat.client import OpenAIChatClient, RetryPolicy
+from swarmchat.client import OpenAIChatClient, RetryPolicy, Timeouts
 from swarmchat.environment import ProviderSettings
 from swarmchat.errors import AuthError, ProviderError
 from swarmchat.messages import ChatMessage, ChatRequest, Completion, ToolSpec
@@ -20,7 +21,9 @@ REQUEST = ChatRequest(
 )
 
 
-def complete(fake: FakeOpenAI, attempts: int = 3) -> tuple[Completion, list[str], list[tuple]]:
+def complete(
+    fake: FakeOpenAI, attempts: int = 3, timeouts: Timeouts | None = None
+) -> tuple[Completion, list[str], list[tuple]]:
     deltas: list[str] = []
     retries: list[tuple] = []
 
@@ -28,7 +31,7 @@ def complete(fake: FakeOpenAI, attempts: int = 3) -> tuple[Completion, list[str]
         client = OpenAIChatClient(
             ProviderSettings("openai", "sk-test", base_url=fake.base_url),
             RetryPolicy(attempts=attempts, base_delay=0.01),
-            timeout=10,
+            timeouts or Timeouts(connect=5, first_byte=10, idle=10),
         )
         try:
             return await client.complete(REQUEST, deltas.append, lambda e, n, d: retries.append((e, n, d)))
@@ -102,6 +105,34 @@ def test_a_single_attempt_is_named_in_the_singular(fake: FakeOpenAI) -> None:
     with pytest.raises(ProviderError) as info:
         complete(fake, attempts=1)
     assert "failed after 1 attempt:" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("hang", "no answer within 0.4 s (SWARMCHAT_FIRST_BYTE_TIMEOUT)"),
+        ("stall", "the answer stopped for 0.4 s (SWARMCHAT_IDLE_TIMEOUT)"),
+    ],
+)
+def test_a_silent_server_is_given_up_after_its_timeout(fake: FakeOpenAI, fault: str, message: str) -> None:
+    fake.script("a", *[Reply(fault=fault, text="some words here") for _ in range(2)])
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        complete(fake, attempts=2, timeouts=Timeouts(connect=1, first_byte=0.4, idle=0.4))
+    assert message in info.value.message and "after 2 attempts" in info.value.message
+    assert time.monotonic() - started < 3
+
+
+def test_timeouts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SWARMCHAT_TIMEOUT", "SWARMCHAT_FIRST_BYTE_TIMEOUT", "SWARMCHAT_IDLE_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Timeouts.from_env("https://api.openai.com/v1") == Timeouts(10, 60, 30)
+    assert Timeouts.from_env("http://localhost:11434/v1").first_byte == 300  # prefill on a laptop
+    monkeypatch.setenv("SWARMCHAT_TIMEOUT", "90")  # the older single setting
+    assert Timeouts.from_env(None).first_byte == 90
+    monkeypatch.setenv("SWARMCHAT_FIRST_BYTE_TIMEOUT", "45")
+    monkeypatch.setenv("SWARMCHAT_IDLE_TIMEOUT", "5")
+    assert Timeouts.from_env(None) == Timeouts(10, 45, 5)
 
 
 def test_401_is_an_auth_error_without_retry(fake: FakeOpenAI) -> None:
